@@ -1,0 +1,98 @@
+"""`/fhir/metadata`: HAPI's CapabilityStatement, cut down to what the sidecar lets through, plus its own additions.
+
+Later features register contributors (operations, SMART security) that add to the statement; the merged
+statement is cached briefly, since HAPI's answer is large and changes only with its configuration.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from sidecar import __version__
+from sidecar.config import Settings
+from sidecar.fhir.outcome import FHIR_JSON
+from sidecar.proxy.rewrite import UrlMap
+from sidecar.proxy.upstream import Upstream, UpstreamError, classify_client_error
+
+Contributor = Callable[[dict, Settings], None]
+
+# What the route table lets through, in CapabilityStatement terms.
+ALLOWED_TYPE_INTERACTIONS = frozenset({"read", "search-type"})
+_WRITE_FLAGS = ("conditionalCreate", "conditionalUpdate", "conditionalDelete", "updateCreate", "readHistory",
+                "conditionalRead")
+
+
+def restrict_to_sidecar_routes(statement: dict, settings: Settings) -> None:
+    """Advertise only what passes: reads and searches, no writes, history, batch/transaction or operations."""
+    for rest in statement.get("rest", []):
+        rest.pop("interaction", None)
+        rest.pop("operation", None)
+        for resource in rest.get("resource", []):
+            resource["interaction"] = [i for i in resource.get("interaction", [])
+                                       if i.get("code") in ALLOWED_TYPE_INTERACTIONS]
+            resource.pop("operation", None)
+            for flag in _WRITE_FLAGS:
+                resource.pop(flag, None)
+            resource["versioning"] = "no-version"
+
+
+def describe_sidecar(statement: dict, settings: Settings) -> None:
+    statement["software"] = {"name": "pdex-sidecar", "version": __version__}
+    statement["implementation"] = {
+        "description": "CMS-0057-F Payer-to-Payer API (Da Vinci PDex / HRex) in front of HAPI FHIR",
+        "url": settings.public_fhir_base,
+    }
+    statement["kind"] = "instance"
+
+
+class CapabilityService:
+    def __init__(self, settings: Settings, upstream: Upstream, url_map: UrlMap, ttl_seconds: float = 60.0) -> None:
+        self.settings = settings
+        self.upstream = upstream
+        self.url_map = url_map
+        self.ttl = ttl_seconds
+        self.contributors: list[Contributor] = [restrict_to_sidecar_routes, describe_sidecar]
+        self._cached: tuple[float, bytes] | None = None
+        self._lock = asyncio.Lock()
+
+    async def _fetch_upstream(self) -> dict:
+        try:
+            async with self.upstream.session.get(
+                    f"{self.upstream.base}/metadata", params={"_format": "json"},
+                    headers={"Accept": "application/fhir+json", "Accept-Encoding": "identity"}) as resp:
+                if resp.status != 200:
+                    raise UpstreamError(502, "exception", "the FHIR server did not give its CapabilityStatement")
+                body = await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise classify_client_error(exc) from exc
+        try:
+            statement = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(502, "exception", "the FHIR server gave a malformed CapabilityStatement") from exc
+        if not isinstance(statement, dict) or statement.get("resourceType") != "CapabilityStatement":
+            raise UpstreamError(502, "exception", "the FHIR server gave a malformed CapabilityStatement")
+        return statement
+
+    async def statement_bytes(self) -> bytes:
+        async with self._lock:
+            now = time.monotonic()
+            if self._cached and now - self._cached[0] < self.ttl:
+                return self._cached[1]
+            statement = await self._fetch_upstream()
+            for contribute in self.contributors:
+                contribute(statement, self.settings)
+            body = self.url_map.text(orjson.dumps(statement).decode()).encode()
+            self._cached = (now, body)
+            return body
+
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            body = await self.statement_bytes()
+        except UpstreamError as error:
+            return error.response()
+        return web.Response(body=body, content_type=FHIR_JSON, charset="utf-8")

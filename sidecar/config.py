@@ -1,0 +1,97 @@
+"""Settings: defaults, then an optional YAML file, then environment variables (which win).
+
+Every setting has an environment variable `SIDECAR_<NAME>` and a YAML key `<name>` (lower case).
+The YAML file is named by `SIDECAR_CONFIG` or `pdex-sidecar serve --config FILE`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    upstream_url: str = "http://localhost:8080/fhir"
+    public_url: str = "http://localhost:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".data")
+    upstream_connect_timeout: float = 5.0
+    upstream_read_timeout: float = 60.0
+    upstream_pool_size: int = 64
+    log_level: str = "INFO"
+
+    @property
+    def upstream_base(self) -> str:
+        return self.upstream_url.rstrip("/")
+
+    @property
+    def public_base(self) -> str:
+        return self.public_url.rstrip("/")
+
+    @property
+    def public_fhir_base(self) -> str:
+        return f"{self.public_base}/fhir"
+
+    def validate(self) -> "Settings":
+        for name in ("upstream_url", "public_url"):
+            parts = urlsplit(getattr(self, name))
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigError(f"{name} must be an absolute http(s) URL, got {getattr(self, name)!r}")
+            if parts.query or parts.fragment:
+                raise ConfigError(f"{name} must not carry a query or fragment")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port out of range: {self.port}")
+        if self.upstream_pool_size < 1:
+            raise ConfigError("upstream_pool_size must be at least 1")
+        return self
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    default = _FIELDS[name].default
+    try:
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path):
+            return Path(str(raw))
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}: cannot read {raw!r} ({exc})") from exc
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = config_file or env.get("SIDECAR_CONFIG")
+    if path:
+        try:
+            document = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        if not isinstance(document, dict):
+            raise ConfigError(f"config file {path} must hold a mapping")
+        for key, raw in document.items():
+            if key not in _FIELDS:
+                raise ConfigError(f"config file {path}: unknown setting {key!r}")
+            values[key] = _coerce(key, raw)
+    for name in _FIELDS:
+        raw = env.get(f"SIDECAR_{name.upper()}")
+        if raw is not None and raw != "":
+            values[name] = _coerce(name, raw)
+    return Settings(**values).validate()

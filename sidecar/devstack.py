@@ -1,0 +1,142 @@
+"""Local servers for tests, benchmarks and the demo: a real HAPI and the sidecar as a separate process.
+
+HAPI comes, in this order, from `HAPI_BASE_URL` (an external server), the official image through testcontainers
+when a Docker engine answers, or the Maven build in `hapi-config/` through `hapi-config/run-hapi`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HAPI_CONFIG = REPO_ROOT / "hapi-config"
+RUN_HAPI = HAPI_CONFIG / "run-hapi"
+HAPI_IMAGE = os.environ.get("HAPI_IMAGE", "hapiproject/hapi:v8.6.0-1")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float, alive: Callable[[], bool] = lambda: True) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"process serving {url} exited before it answered")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def docker_engine_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:  # any failure to reach an engine means "no engine" here
+        return False
+
+
+@dataclass
+class HapiServer:
+    """A running HAPI and how to stop it (nothing to stop for an external server)."""
+
+    base_url: str
+    how: str
+    stop: Callable[[], None] = field(default=lambda: None, repr=False)
+
+
+def _container_hapi() -> HapiServer:
+    from testcontainers.core.container import DockerContainer
+
+    container = (DockerContainer(HAPI_IMAGE)
+                 .with_exposed_ports(8080)
+                 .with_volume_mapping(str(HAPI_CONFIG / "application.yaml"), "/configs/application.yaml", "ro")
+                 .with_env("SPRING_CONFIG_LOCATION", "file:///configs/application.yaml"))
+    container.start()
+    base = f"http://{container.get_container_host_ip()}:{container.get_exposed_port(8080)}/fhir"
+    wait_for_http(f"{base}/metadata", timeout=600)
+    return HapiServer(base, "testcontainers", container.stop)
+
+
+def _local_hapi() -> HapiServer:
+    env = dict(os.environ)
+    env.setdefault("HAPI_PORT", str(free_port()))
+    # A fresh in-memory database per run: no state leaks between test runs.
+    env.setdefault("HAPI_DB_URL", f"jdbc:h2:mem:pdex-{env['HAPI_PORT']}")
+    started = subprocess.run([str(RUN_HAPI), "start"], env=env, check=True, stdout=subprocess.PIPE, text=True)
+    base = started.stdout.strip().splitlines()[-1]
+
+    def stop() -> None:
+        subprocess.run([str(RUN_HAPI), "stop"], env=env, check=False)
+
+    return HapiServer(base, "run-hapi", stop)
+
+
+def obtain_hapi() -> HapiServer:
+    external = os.environ.get("HAPI_BASE_URL")
+    if external:
+        return HapiServer(external.rstrip("/"), "external")
+    if docker_engine_available():
+        return _container_hapi()
+    return _local_hapi()
+
+
+@dataclass
+class SidecarProcess:
+    """`pdex-sidecar serve` in its own process, so its memory and latency are its own."""
+
+    upstream_url: str
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def public_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def fhir_base(self) -> str:
+        return f"{self.public_url}/fhir"
+
+    def start(self) -> "SidecarProcess":
+        env = dict(os.environ, SIDECAR_UPSTREAM_URL=self.upstream_url, SIDECAR_PUBLIC_URL=self.public_url,
+                   SIDECAR_HOST="127.0.0.1", SIDECAR_PORT=str(self.port), SIDECAR_DATA_DIR=str(self.data_dir),
+                   **self.extra_env)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / "sidecar.log"
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "sidecar", "serve"], env=env, stdout=log,
+                                            stderr=subprocess.STDOUT)
+        wait_for_http(f"{self.public_url}/health/live", timeout=30, alive=lambda: self.process.poll() is None)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

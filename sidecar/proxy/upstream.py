@@ -1,0 +1,92 @@
+"""The pooled connection to HAPI, and what HAPI trouble looks like to a client.
+
+Trouble is always answered with an OperationOutcome: unreachable → 503 `transient`, timed out → 504 `timeout`,
+a malformed answer → 502 `exception`. No upstream detail (host, stack trace) is put in the answer; it is logged.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from sidecar.config import Settings
+from sidecar.fhir.outcome import outcome_response
+
+log = logging.getLogger("sidecar.upstream")
+
+# RFC 7230 §6.1 hop-by-hop headers, plus those the proxy computes itself.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
+    "transfer-encoding", "upgrade", "proxy-connection",
+})
+NOT_FORWARDED_UPSTREAM = HOP_BY_HOP | {"host", "content-length", "accept-encoding", "authorization", "cookie",
+                                       "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+                                       "x-forwarded-port", "x-forwarded-prefix", "forwarded", "x-request-id"}
+NOT_RETURNED = HOP_BY_HOP | {"content-length", "content-encoding", "server", "x-powered-by", "set-cookie"}
+
+
+@dataclass(frozen=True)
+class UpstreamError(Exception):
+    """HAPI could not be used; `status`, `code` and `reason` are what the client is told."""
+
+    status: int
+    code: str
+    reason: str
+
+    def response(self) -> web.Response:
+        return outcome_response(self.status, self.code, self.reason)
+
+
+def classify_client_error(exc: BaseException) -> UpstreamError:
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return UpstreamError(504, "timeout", "the FHIR server did not answer in time")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamError(503, "transient", "the FHIR server is unavailable; try again later")
+    return UpstreamError(502, "exception", "the FHIR server gave a malformed answer")
+
+
+class Upstream:
+    """One pooled aiohttp session to HAPI for the life of the app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.base = settings.upstream_base
+        self._settings = settings
+        self._session: aiohttp.ClientSession | None = None
+        public = urlsplit(settings.public_base)
+        self._forwarded = {
+            "X-Forwarded-Host": public.netloc,
+            "X-Forwarded-Proto": public.scheme,
+            "X-Forwarded-Port": str(public.port or (443 if public.scheme == "https" else 80)),
+        }
+        if public.path.strip("/"):
+            self._forwarded["X-Forwarded-Prefix"] = "/" + public.path.strip("/")
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self._settings.upstream_pool_size, ttl_dns_cache=300)
+        timeout = aiohttp.ClientTimeout(total=None, connect=self._settings.upstream_connect_timeout,
+                                        sock_read=self._settings.upstream_read_timeout)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("upstream session used before app start-up")
+        return self._session
+
+    def forwarded_headers(self, request: web.Request, request_id: str) -> dict[str, str]:
+        """Headers that tell HAPI who the client reached (so it emits public URLs) and which request this is."""
+        headers = dict(self._forwarded)
+        prior = request.headers.get("X-Forwarded-For")
+        peer = request.remote or "unknown"
+        headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+        headers["X-Request-ID"] = request_id
+        headers["Accept-Encoding"] = "identity"
+        return headers

@@ -1,0 +1,42 @@
+from pathlib import Path
+
+import pytest
+
+from sidecar.config import ConfigError, load_settings
+
+
+def test_defaults_apply_without_file_or_environment():
+    settings = load_settings(environ={})
+    assert settings.upstream_url == "http://localhost:8080/fhir" and settings.port == 8000
+
+
+def test_environment_overrides_yaml(tmp_path: Path):
+    config = tmp_path / "sidecar.yaml"
+    config.write_text("port: 9001\npublic_url: https://yaml.example\n")
+    settings = load_settings(config, environ={"SIDECAR_PORT": "9002"})
+    assert settings.port == 9002 and settings.public_url == "https://yaml.example"
+
+
+def test_yaml_named_by_sidecar_config(tmp_path: Path):
+    config = tmp_path / "sidecar.yaml"
+    config.write_text("upstream_url: http://hapi:8080/fhir\n")
+    assert load_settings(environ={"SIDECAR_CONFIG": str(config)}).upstream_url == "http://hapi:8080/fhir"
+
+
+def test_public_fhir_base_drops_trailing_slash():
+    assert load_settings(environ={"SIDECAR_PUBLIC_URL": "https://p.example/x/"}).public_fhir_base == \
+        "https://p.example/x/fhir"
+
+
+@pytest.mark.parametrize("env", [{"SIDECAR_PORT": "eighty"}, {"SIDECAR_PORT": "70000"},
+                                 {"SIDECAR_UPSTREAM_URL": "hapi:8080"}, {"SIDECAR_PUBLIC_URL": "https://p?x=1"}])
+def test_malformed_settings_are_named(env):
+    with pytest.raises(ConfigError):
+        load_settings(environ=env)
+
+
+def test_unknown_yaml_key_is_refused(tmp_path: Path):
+    config = tmp_path / "sidecar.yaml"
+    config.write_text("prot: 1\n")
+    with pytest.raises(ConfigError, match="prot"):
+        load_settings(config, environ={})

@@ -82,7 +82,7 @@ def _local_hapi() -> HapiServer:
     env = dict(os.environ)
     env.setdefault("HAPI_PORT", str(free_port()))
     # A fresh in-memory database per run: no state leaks between test runs.
-    env.setdefault("HAPI_DB_URL", f"jdbc:h2:mem:pdex-{env['HAPI_PORT']}")
+    env.setdefault("HAPI_DB_URL", f"jdbc:h2:mem:pdex-{env['HAPI_PORT']};DB_CLOSE_DELAY=-1")
     started = subprocess.run([str(RUN_HAPI), "start"], env=env, check=True, stdout=subprocess.PIPE, text=True)
     base = started.stdout.strip().splitlines()[-1]
 

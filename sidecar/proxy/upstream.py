@@ -56,14 +56,15 @@ class Upstream:
         self.base = settings.upstream_base
         self._settings = settings
         self._session: aiohttp.ClientSession | None = None
-        public = urlsplit(settings.public_base)
+        public = urlsplit(settings.public_fhir_base)
+        # HAPI's Apache address strategy puts the prefix in place of its own servlet path, so the prefix is the
+        # whole path of the public FHIR base.
         self._forwarded = {
             "X-Forwarded-Host": public.netloc,
             "X-Forwarded-Proto": public.scheme,
             "X-Forwarded-Port": str(public.port or (443 if public.scheme == "https" else 80)),
+            "X-Forwarded-Prefix": public.path,
         }
-        if public.path.strip("/"):
-            self._forwarded["X-Forwarded-Prefix"] = "/" + public.path.strip("/")
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._settings.upstream_pool_size, ttl_dns_cache=300)

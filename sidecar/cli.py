@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 
+import uvloop
 from aiohttp import web
 
 from sidecar import logs
@@ -21,7 +22,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log.info("starting", extra={"public_url": settings.public_url, "upstream_url": settings.upstream_url,
                                 "listen": f"{settings.host}:{settings.port}"})
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None,
+                loop=uvloop.new_event_loop())
     return 0
 
 

@@ -59,17 +59,22 @@ class ProxyHandler:
             if lower in NOT_RETURNED:
                 continue
             response.headers.add(key, self.url_map.text(value) if lower in URL_HEADERS else value)
-        length = upstream_resp.headers.get("Content-Length")
-        if not rewrite and length is not None:
-            response.content_length = int(length)
-        stream = self.url_map.stream() if rewrite else None
         try:
             first = await upstream_resp.content.read(CHUNK)
+            complete = upstream_resp.content.at_eof()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = classify_client_error(exc)
             log.warning("upstream body failed before any byte was sent",
                         extra={"error": repr(exc), "status": error.status})
             return error.response()
+        if complete:
+            # The whole body arrived in one read (most FHIR answers): one write with a Content-Length.
+            body = self.url_map.bytes(first) if rewrite else first
+            return web.Response(status=response.status, reason=response.reason, body=body, headers=response.headers)
+        length = upstream_resp.headers.get("Content-Length")
+        if not rewrite and length is not None:
+            response.content_length = int(length)
+        stream = self.url_map.stream() if rewrite else None
         await response.prepare(request)
         try:
             chunk = first

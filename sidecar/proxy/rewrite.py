@@ -44,6 +44,11 @@ class UrlMap:
             value = value.replace(old.decode(), new.decode())
         return value
 
+    def bytes(self, data: bytes) -> bytes:
+        for old, new in self.pairs:
+            data = data.replace(old, new)
+        return data
+
     def stream(self) -> "StreamRewriter":
         return StreamRewriter(self)
 
@@ -56,14 +61,10 @@ class StreamRewriter:
     """
 
     def __init__(self, url_map: UrlMap) -> None:
+        self._map = url_map
         self._pairs = url_map.pairs
         self._keep = max(len(old) for old, _ in self._pairs) - 1
         self._pending = b""
-
-    def _replace(self, data: bytes) -> bytes:
-        for old, new in self._pairs:
-            data = data.replace(old, new)
-        return data
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._pending + chunk
@@ -80,8 +81,8 @@ class StreamRewriter:
                 if start != -1 and start < cut < start + len(old):
                     cut, moved = start + len(old), True
         head, self._pending = data[:cut], data[cut:]
-        return self._replace(head)
+        return self._map.bytes(head)
 
     def flush(self) -> bytes:
         data, self._pending = self._pending, b""
-        return self._replace(data)
+        return self._map.bytes(data)

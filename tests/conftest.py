@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import AsyncIterator, Iterator
 
 import aiohttp
@@ -63,8 +62,3 @@ class HapiSeeder:
 @pytest.fixture
 def seed(hapi: HapiServer, http: aiohttp.ClientSession) -> HapiSeeder:
     return HapiSeeder(hapi.base_url, http)
-
-
-@pytest.fixture(scope="session")
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[1]

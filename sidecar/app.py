@@ -8,14 +8,24 @@ import uuid
 
 from aiohttp import web
 
+from sidecar.access.guard import PageOwners
+from sidecar.audit.chain import AuditLog, AuditRecord
+from sidecar.auth.directory import Directory
+from sidecar.auth.discovery import advertise_smart_security, smart_configuration_handler, token_url
+from sidecar.auth.jwks import JwksCache
+from sidecar.auth.middleware import BearerAuth
+from sidecar.auth.token_endpoint import TokenEndpoint
+from sidecar.auth.tokens import TokenService
 from sidecar.capability import CapabilityService
 from sidecar.config import Settings
 from sidecar.fhir.outcome import outcome_response
 from sidecar.health import live, ready_handler
 from sidecar.logs import request_id
+from sidecar.proxy.guarded import GuardedReader
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.rewrite import UrlMap
 from sidecar.proxy.upstream import Upstream
+from sidecar.store.db import Store
 
 log = logging.getLogger("sidecar.access")
 
@@ -56,23 +66,45 @@ async def _stamp_request_id(request: web.Request, response: web.StreamResponse) 
         response.headers["X-Request-ID"] = request[REQUEST_ID_KEY]
 
 
-def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[request_context])
+def create_app(settings: Settings, store: Store | None = None) -> web.Application:
+    store = store or Store(settings.data_dir)
+    audit = AuditLog(store)
+    tokens = TokenService(issuer=f"{settings.public_base}/auth", audience=settings.public_fhir_base,
+                          lifetime=settings.access_token_lifetime, clock_skew=settings.clock_skew_seconds)
+    directory = Directory(store, tokens, settings.state_refresh_seconds)
+    jwks = JwksCache(settings.jwks_cache_seconds)
+    bearer = BearerAuth(tokens, directory, audit)
+    token_endpoint = TokenEndpoint(token_url(settings), directory, jwks, tokens, audit, settings.clock_skew_seconds)
+
+    app = web.Application(middlewares=[request_context, bearer.middleware])
     upstream = Upstream(settings)
     url_map = UrlMap.between(settings.upstream_base, settings.public_fhir_base)
     capability = CapabilityService(settings, upstream, url_map)
-    proxy = ProxyHandler(upstream, url_map)
+    capability.contributors.append(advertise_smart_security)
+    proxy = ProxyHandler(upstream, url_map, GuardedReader(upstream, url_map, PageOwners()))
 
     async def lifecycle(app: web.Application):
         await upstream.start()
+        await jwks.start()
+        await directory.start()
+        await audit.start()
+        audit.record(AuditRecord("server", "started", detail={"public_url": settings.public_url}))
         yield
+        await directory.close()
+        await audit.close()
+        await jwks.close()
         await upstream.close()
+        store.close()
 
     app.cleanup_ctx.append(lifecycle)
     app.on_response_prepare.append(_stamp_request_id)
+    discovery = smart_configuration_handler(settings)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready_handler(upstream))
     app.router.add_get("/fhir/metadata", capability.handle)
+    app.router.add_get("/fhir/.well-known/smart-configuration", discovery)
+    app.router.add_get("/.well-known/smart-configuration", discovery)
+    app.router.add_post("/auth/token", token_endpoint.handle)
     app.router.add_route("*", "/fhir", proxy.handle)
     app.router.add_route("*", "/fhir/{tail:.*}", proxy.handle)
     return app

@@ -5,13 +5,20 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
+
+import orjson
 
 import uvloop
 from aiohttp import web
 
 from sidecar import logs
 from sidecar.app import create_app
+from sidecar.audit.chain import AuditRecord, append, verify
+from sidecar.auth.tokens import create_signing_key
 from sidecar.config import ConfigError, load_settings
+from sidecar.store.clients import Client, ClientError, add_client, all_clients, set_enabled
+from sidecar.store.db import Store
 
 log = logging.getLogger("sidecar")
 
@@ -37,6 +44,73 @@ def _demo_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store(args: argparse.Namespace) -> Store:
+    return Store(load_settings(args.config).data_dir)
+
+
+def _describe(client: Client) -> str:
+    keys = client.jwks_url or f"{len(client.jwks['keys'])} inline key(s)"
+    flags = ("enabled" if client.enabled else "DISABLED") + (", unrestricted" if client.unrestricted else "")
+    return f"{client.client_id}\t{client.organization}\t{flags}\t{keys}\t{client.scopes}"
+
+
+def _admin(store: Store, action: str, client_id: str, detail: dict | None = None) -> None:
+    append(store, [AuditRecord("admin", action, client_id, request=f"pdex-sidecar {action}", detail=detail)])
+
+
+def _clients_add(args: argparse.Namespace) -> int:
+    store = _store(args)
+    source = args.jwks
+    if source.startswith(("https://", "http://")):
+        kwargs = {"jwks_url": source}
+    else:
+        try:
+            kwargs = {"jwks": orjson.loads(Path(source).read_bytes())}
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise ClientError(f"cannot read a JWKS from {source}: {exc}") from exc
+    client = add_client(store, args.client_id, args.organization, args.scopes, unrestricted=args.unrestricted,
+                        **kwargs)
+    _admin(store, "client-added", client.client_id, {"organization": client.organization, "scopes": client.scopes,
+                                                     "unrestricted": client.unrestricted})
+    print(_describe(client))
+    return 0
+
+
+def _clients_list(args: argparse.Namespace) -> int:
+    for client in all_clients(_store(args)):
+        print(_describe(client))
+    return 0
+
+
+def _clients_enable(enabled: bool):
+    def run(args: argparse.Namespace) -> int:
+        store = _store(args)
+        client = set_enabled(store, args.client_id, enabled)
+        _admin(store, "client-enabled" if enabled else "client-disabled", client.client_id)
+        print(_describe(client))
+        return 0
+    return run
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    store = Store(settings.data_dir)
+    # Keys retired longer ago than a token lives (plus skew) verify nothing any more.
+    kid = create_signing_key(store, retire_after=settings.access_token_lifetime + settings.clock_skew_seconds)
+    _admin(store, "signing-key-rotated", None, {"kid": kid})
+    print(kid)
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    result = verify(_store(args))
+    if result.ok:
+        print(f"audit chain intact: {result.records} records")
+        return 0
+    print(f"audit chain BROKEN after {result.records} good records: {result.problem}", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="YAML settings file (environment variables override it)")
@@ -47,6 +121,32 @@ def build_parser() -> argparse.ArgumentParser:
     load = demo.add_parser("load", help="load demo members straight into HAPI (idempotent)", parents=[common])
     load.add_argument("--upstream", help="HAPI FHIR base URL (default: SIDECAR_UPSTREAM_URL)")
     load.set_defaults(run=_demo_load)
+
+    clients = commands.add_parser("clients", help="the client registry").add_subparsers(dest="clients_command",
+                                                                                        required=True)
+    add = clients.add_parser("add", help="register a SMART Backend Services client", parents=[common])
+    add.add_argument("--client-id", required=True)
+    add.add_argument("--jwks", required=True, help="JWKS file, or the URL of the client's JWKS")
+    add.add_argument("--organization", required=True, help="the client's organization, e.g. Organization/payer-b")
+    add.add_argument("--scopes", required=True, help='what it may be granted, e.g. "system/*.read"')
+    add.add_argument("--unrestricted", action="store_true",
+                     help="an operator's internal client: not limited to matched members")
+    add.set_defaults(run=_clients_add)
+    clients.add_parser("list", help="list clients", parents=[common]).set_defaults(run=_clients_list)
+    for name, enabled in (("disable", False), ("enable", True)):
+        sub = clients.add_parser(name, help=f"{name} a client" + (" (its tokens stop at once)" if not enabled else ""),
+                                 parents=[common])
+        sub.add_argument("client_id")
+        sub.set_defaults(run=_clients_enable(enabled))
+
+    keys = commands.add_parser("keys", help="the sidecar's token signing keys").add_subparsers(
+        dest="keys_command", required=True)
+    keys.add_parser("rotate", help="sign new tokens with a new key; tokens already issued stay valid",
+                    parents=[common]).set_defaults(run=_keys_rotate)
+
+    audit = commands.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
+    audit.add_parser("verify", help="check the hash chain of the audit trail",
+                     parents=[common]).set_defaults(run=_audit_verify)
     return parser
 
 
@@ -56,4 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except ConfigError as exc:
         print(f"pdex-sidecar: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ClientError as exc:
+        print(f"pdex-sidecar: {exc}", file=sys.stderr)
         return 2

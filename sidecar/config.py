@@ -30,6 +30,10 @@ class Settings:
     upstream_read_timeout: float = 60.0
     upstream_pool_size: int = 64
     log_level: str = "INFO"
+    access_token_lifetime: int = 300
+    clock_skew_seconds: float = 30.0
+    jwks_cache_seconds: float = 300.0
+    state_refresh_seconds: float = 0.25
 
     @property
     def upstream_base(self) -> str:
@@ -54,6 +58,12 @@ class Settings:
             raise ConfigError(f"port out of range: {self.port}")
         if self.upstream_pool_size < 1:
             raise ConfigError("upstream_pool_size must be at least 1")
+        if not 0 < self.access_token_lifetime <= 3600:
+            raise ConfigError("access_token_lifetime must be between 1 and 3600 seconds")
+        if not 0 <= self.clock_skew_seconds <= 300:
+            raise ConfigError("clock_skew_seconds must be between 0 and 300")
+        if self.state_refresh_seconds <= 0:
+            raise ConfigError("state_refresh_seconds must be positive")
         return self
 
 

@@ -1,13 +1,19 @@
 """Fixtures: one real HAPI per test run, one sidecar process in front of it, and helpers to seed HAPI directly."""
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import AsyncIterator, Iterator
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
 import pytest
 
 from sidecar.devstack import HapiServer, SidecarProcess, obtain_hapi
+from tests.smart import Registered, bearer_headers, register_client
+
+# How often the test sidecar looks for clients registered from outside (the tests register them).
+STATE_REFRESH_SECONDS = 0.05
 
 
 @pytest.fixture(scope="session")
@@ -20,8 +26,21 @@ def hapi() -> Iterator[HapiServer]:
 
 
 @pytest.fixture(scope="session")
-def sidecar(hapi: HapiServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
-    process = SidecarProcess(hapi.base_url, tmp_path_factory.mktemp("sidecar-data")).start()
+def sidecar_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sidecar-data")
+
+
+@pytest.fixture(scope="session")
+def operator(sidecar_data: Path) -> Registered:
+    """The payer's own unrestricted internal client (registered before the sidecar starts)."""
+    return register_client(sidecar_data, scopes="system/*.read", unrestricted=True,
+                           organization="Organization/this-payer")
+
+
+@pytest.fixture(scope="session")
+def sidecar(hapi: HapiServer, sidecar_data: Path, operator: Registered) -> Iterator[SidecarProcess]:
+    process = SidecarProcess(hapi.base_url, sidecar_data,
+                             extra_env={"SIDECAR_STATE_REFRESH_SECONDS": str(STATE_REFRESH_SECONDS)}).start()
     try:
         yield process
     finally:
@@ -29,9 +48,39 @@ def sidecar(hapi: HapiServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
+def token_url(sidecar: SidecarProcess) -> str:
+    return f"{sidecar.public_url}/auth/token"
+
+
+@pytest.fixture
+async def anonymous() -> AsyncIterator[aiohttp.ClientSession]:
+    """A session that sends no token."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+async def http(request: pytest.FixtureRequest, anonymous: aiohttp.ClientSession) -> AsyncIterator[
+        aiohttp.ClientSession]:
+    """A session that carries the operator's token when the test uses the sidecar."""
+    headers = {}
+    if "sidecar" in request.fixturenames:
+        sidecar = request.getfixturevalue("sidecar")
+        operator = request.getfixturevalue("operator")
+        headers = await bearer_headers(anonymous, f"{sidecar.public_url}/auth/token", operator)
+    async with aiohttp.ClientSession(headers=headers) as session:
+        yield session
+
+
+@pytest.fixture
+def register(sidecar: SidecarProcess) -> Callable[..., Awaitable[Registered]]:
+    """Register a client in the running sidecar's store and wait until the sidecar has seen it."""
+    async def register_one(**kwargs) -> Registered:
+        registered = register_client(sidecar.data_dir, **kwargs)
+        await asyncio.sleep(STATE_REFRESH_SECONDS * 4)
+        return registered
+
+    return register_one
 
 
 @pytest.fixture

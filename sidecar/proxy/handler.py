@@ -1,4 +1,9 @@
-"""The streaming reverse proxy: resolve the route, forward to HAPI, stream the answer back rewritten."""
+"""The reverse proxy: resolve the route, check the caller's scopes, forward to HAPI, send the answer back.
+
+A caller that may read everything (an operator's unrestricted client with `*` read and search scopes) gets HAPI's
+answer streamed through with URLs rewritten. Everyone else goes through `GuardedReader`, which narrows searches to
+the caller's members and checks each resource before it leaves.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -9,10 +14,13 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.auth.middleware import forbidden, note_refusal
 from sidecar.fhir.outcome import outcome_response
 from sidecar.logs import request_id
+from sidecar.proxy.guarded import GuardedReader
 from sidecar.proxy.rewrite import URL_HEADERS, UrlMap, is_text_content
-from sidecar.proxy.routes import Refusal, resolve
+from sidecar.proxy.routes import Refusal, Route, resolve
 from sidecar.proxy.upstream import NOT_FORWARDED_UPSTREAM, NOT_RETURNED, Upstream, classify_client_error
 
 log = logging.getLogger("sidecar.proxy")
@@ -20,18 +28,42 @@ log = logging.getLogger("sidecar.proxy")
 CHUNK = 64 * 1024
 
 
+def scope_refusal(caller: Caller, route: Route) -> str | None:
+    """Why the caller's token does not cover this route, or None when it does."""
+    if route.interaction == "capabilities":
+        return None
+    if route.interaction == "page":
+        return None if caller.scopes.allows_any_type("s") else "the access token grants no search scope"
+    resource_type = route.resource_type or ""
+    if not caller.may_use_type(resource_type):
+        return f"{resource_type} is not available to partner clients"
+    permission = "r" if route.interaction == "read" else "s"
+    if not caller.scopes.allows(resource_type, permission):
+        verb = "read" if permission == "r" else "search"
+        return f"the access token's scopes do not allow {verb} of {resource_type}"
+    return None
+
+
 class ProxyHandler:
-    def __init__(self, upstream: Upstream, url_map: UrlMap) -> None:
+    def __init__(self, upstream: Upstream, url_map: UrlMap, guarded: GuardedReader) -> None:
         self.upstream = upstream
         self.url_map = url_map
+        self.guarded = guarded
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         segments = [s for s in request.match_info.get("tail", "").split("/") if s]
         decision = resolve(request.method, segments, request.query)
         if isinstance(decision, Refusal):
             log.info("route refused", extra={"status": decision.status, "reason": decision.reason})
+            note_refusal(request, decision.reason)
             headers = {"Allow": ", ".join(decision.allow)} if decision.allow else None
             return outcome_response(decision.status, decision.code, decision.reason, headers=headers)
+        caller = request[CALLER_KEY]
+        refusal = scope_refusal(caller, decision)
+        if refusal:
+            return forbidden(request, refusal)
+        if caller.needs_body_check and decision.interaction != "capabilities":
+            return await self.guarded.answer(request, caller, decision)
         return await self.forward(request, decision.upstream_path)
 
     async def forward(self, request: web.Request, path: str) -> web.StreamResponse:

@@ -12,6 +12,9 @@ from sidecar.app import create_app
 from sidecar.config import Settings
 from sidecar.devstack import free_port
 from sidecar.logs import JsonFormatter
+from tests.smart import bearer_headers, register_client
+
+TOKEN_URL = "http://public.example/auth/token"
 
 
 def settings_for(upstream: str, tmp_path: Path, read_timeout: float = 60.0) -> Settings:
@@ -25,6 +28,13 @@ async def serve_raw(handler) -> tuple[asyncio.AbstractServer, str]:
     return server, f"http://127.0.0.1:{port}/fhir"
 
 
+async def authorized_client(aiohttp_client, settings: Settings):
+    """A test client of the app, and headers with an operator client's token."""
+    operator = register_client(settings.data_dir, unrestricted=True)
+    client = await aiohttp_client(create_app(settings))
+    return client, await bearer_headers(client, TOKEN_URL, operator, post_to="/auth/token")
+
+
 async def outcome_of(resp) -> dict:
     assert resp.headers["Content-Type"].startswith("application/fhir+json")
     body = await resp.json(content_type=None)
@@ -33,8 +43,9 @@ async def outcome_of(resp) -> dict:
 
 
 async def test_hapi_unreachable_is_503_transient(aiohttp_client, tmp_path):
-    client = await aiohttp_client(create_app(settings_for(f"http://127.0.0.1:{free_port()}/fhir", tmp_path)))
-    resp = await client.get("/fhir/Patient?name=x")
+    client, auth = await authorized_client(aiohttp_client,
+                                           settings_for(f"http://127.0.0.1:{free_port()}/fhir", tmp_path))
+    resp = await client.get("/fhir/Patient?name=x", headers=auth)
     assert resp.status == 503
     assert (await outcome_of(resp))["code"] == "transient"
 
@@ -58,8 +69,8 @@ async def test_hapi_silent_past_the_read_timeout_is_504(aiohttp_client, tmp_path
 
     server, base = await serve_raw(silent)
     async with server:
-        client = await aiohttp_client(create_app(settings_for(base, tmp_path, read_timeout=0.3)))
-        resp = await client.get("/fhir/Patient")
+        client, auth = await authorized_client(aiohttp_client, settings_for(base, tmp_path, read_timeout=0.3))
+        resp = await client.get("/fhir/Patient", headers=auth)
         assert resp.status == 504
         assert (await outcome_of(resp))["code"] == "timeout"
 
@@ -73,8 +84,8 @@ async def test_garbage_instead_of_http_is_502(aiohttp_client, tmp_path):
 
     server, base = await serve_raw(garbage)
     async with server:
-        client = await aiohttp_client(create_app(settings_for(base, tmp_path)))
-        resp = await client.get("/fhir/Patient")
+        client, auth = await authorized_client(aiohttp_client, settings_for(base, tmp_path))
+        resp = await client.get("/fhir/Patient", headers=auth)
         assert resp.status == 502
         issue = await outcome_of(resp)
         assert issue["code"] == "exception" and "127.0.0.1" not in issue["diagnostics"]
@@ -104,10 +115,10 @@ async def test_refused_routes_never_open_an_upstream_connection(aiohttp_client, 
 
     server, base = await serve_raw(record)
     async with server:
-        client = await aiohttp_client(create_app(settings_for(base, tmp_path)))
+        client, auth = await authorized_client(aiohttp_client, settings_for(base, tmp_path))
         for method, path in [("POST", "/fhir/Patient"), ("DELETE", "/fhir/Patient/1"), ("POST", "/fhir"),
                              ("GET", "/fhir/Patient/1/_history"), ("POST", "/fhir/$graphql")]:
-            resp = await client.request(method, path, json={"resourceType": "Bundle"})
+            resp = await client.request(method, path, json={"resourceType": "Bundle"}, headers=auth)
             assert resp.status in (403, 405)
             await outcome_of(resp)
     assert connections == []

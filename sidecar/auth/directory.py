@@ -1,0 +1,79 @@
+"""The server's live view of its state: registered clients, its signing keys, and grants per organization.
+
+Admin commands and other replicas change the store from outside; a watcher notices (SQLite's data_version, read
+on the store's thread every `state_refresh_seconds`) and reloads, so disabling a client or rotating a key takes
+effect within that interval without a restart.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from sidecar.auth.tokens import TokenService, load_signing_keys
+from sidecar.store.clients import Client, all_clients
+from sidecar.store.db import Store
+from sidecar.store.grants import granted_patients
+from sidecar.store.replay import forget_expired
+
+log = logging.getLogger("sidecar.state")
+
+_PURGE_EVERY = 60.0
+# Grants end by the clock too (validity periods), so a cached answer is only trusted briefly.
+_GRANT_TTL = 5.0
+
+
+class Directory:
+    def __init__(self, store: Store, tokens: TokenService, refresh_seconds: float) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.refresh_seconds = refresh_seconds
+        self.clients: dict[str, Client] = {}
+        self._grants: dict[str, tuple[float, frozenset[str]]] = {}
+        self._task: asyncio.Task | None = None
+
+    def _load(self) -> tuple[dict[str, Client], list]:
+        return {c.client_id: c for c in all_clients(self.store)}, load_signing_keys(self.store)
+
+    async def reload(self) -> None:
+        clients, keys = await self.store.run(self._load)
+        self.clients = clients
+        self.tokens.use_keys(keys)
+        self._grants = {}
+
+    async def start(self) -> None:
+        await self.reload()
+        self._task = asyncio.create_task(self._watch(), name="state-watcher")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _watch(self) -> None:
+        last_purge = time.monotonic()
+        while True:
+            await asyncio.sleep(self.refresh_seconds)
+            try:
+                if await self.store.run(self.store.changed):
+                    await self.reload()
+                if time.monotonic() - last_purge > _PURGE_EVERY:
+                    last_purge = time.monotonic()
+                    await self.store.run(forget_expired, self.store, self.tokens.clock_skew)
+            except Exception:
+                log.exception("state refresh failed; keeping the last known state")
+
+    async def patients_for(self, organization: str) -> frozenset[str]:
+        now = time.monotonic()
+        cached = self._grants.get(organization)
+        if cached is None or now - cached[0] > _GRANT_TTL:
+            cached = (now, await self.store.run(granted_patients, self.store, organization))
+            self._grants[organization] = cached
+        return cached[1]
+
+    def forget_grants(self) -> None:
+        """Called when this process itself changes grants (its own writes do not trip the watcher)."""
+        self._grants = {}

@@ -1,0 +1,95 @@
+"""Bearer tokens on every FHIR request, and one audit record per request.
+
+Only the CapabilityStatement and SMART discovery are open; every other path under `/fhir`, including routes later
+features add, gets a caller or a 401 here before any handler runs. Scope and member checks are the handlers'
+(they know the interaction); this layer records their decision with the request.
+"""
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.audit.chain import AuditLog, AuditRecord
+from sidecar.auth.directory import Directory
+from sidecar.auth.scopes import ScopeError, ScopeSet
+from sidecar.auth.tokens import TokenInvalid, TokenService
+from sidecar.fhir.outcome import outcome_response
+
+log = logging.getLogger("sidecar.auth")
+
+OPEN_PATHS = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})
+REALM = 'Bearer realm="pdex-sidecar"'
+REFUSAL_KEY = web.RequestKey("refusal", str)
+
+
+def unauthorized(description: str | None) -> web.Response:
+    challenge = REALM if description is None else f'{REALM}, error="invalid_token", error_description="{description}"'
+    return outcome_response(401, "login", description or "a bearer access token is required",
+                            headers={"WWW-Authenticate": challenge})
+
+
+def forbidden(request: web.Request, reason: str) -> web.Response:
+    """403 for a valid token whose scopes or grants do not cover the request (recorded with the request)."""
+    request[REFUSAL_KEY] = reason
+    return outcome_response(403, "forbidden", reason,
+                            headers={"WWW-Authenticate": f'{REALM}, error="insufficient_scope"'})
+
+
+def note_refusal(request: web.Request, reason: str) -> None:
+    request[REFUSAL_KEY] = reason
+
+
+class BearerAuth:
+    def __init__(self, tokens: TokenService, directory: Directory, audit: AuditLog) -> None:
+        self.tokens = tokens
+        self.directory = directory
+        self.audit = audit
+
+    async def caller_for(self, request: web.Request) -> Caller | str:
+        """The caller, or why there is none, phrased for the client ("" when no token was sent)."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return ""
+        try:
+            checked = self.tokens.check(token.strip())
+        except TokenInvalid as exc:
+            return str(exc)
+        client = self.directory.clients.get(checked.client_id)
+        if client is None or not client.enabled or checked.issued_at < client.tokens_valid_after:
+            return "the client of this access token is disabled"
+        try:
+            scopes = ScopeSet.parse(checked.scope)
+        except ScopeError:
+            return "the access token carries scopes this server no longer grants"
+        patients = None if client.unrestricted else await self.directory.patients_for(client.organization)
+        return Caller(client, scopes, patients)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
+        path = request.path
+        if not (path == "/fhir" or path.startswith("/fhir/")) or path in OPEN_PATHS:
+            return await handler(request)
+        caller = await self.caller_for(request)
+        described = request.method + " " + request.path_qs[:2000]
+        if not isinstance(caller, Caller):
+            reason = caller or "no bearer token"
+            self.audit.record(AuditRecord("request", "refused", request=described, reason=f"401 {reason}"))
+            return unauthorized(caller or None)
+        request[CALLER_KEY] = caller
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            refused = status >= 400
+            self.audit.record(AuditRecord(
+                "request", "refused" if refused else "allowed", caller.client.client_id, caller.client.organization,
+                described, f"{status} {request.get(REFUSAL_KEY, '')}".strip() if refused else None,
+                {"status": status}))

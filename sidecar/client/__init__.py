@@ -1,0 +1,1 @@
+"""The requesting side: this payer as a client of other payers' APIs."""

@@ -1,0 +1,1 @@
+"""The sidecar's own state (clients, replay cache, grants, signing keys, audit) in SQLite via sqlite-utils."""

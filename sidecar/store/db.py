@@ -1,0 +1,121 @@
+"""One SQLite database in the data dir, opened by the server and by the admin commands alike.
+
+The server touches it only from one dedicated thread (`Store.run`), so the event loop never blocks on disk and
+the connection is never shared between threads at the same time. WAL mode lets the admin commands write while
+the server runs; `changed()` tells the server that another process (an admin command, another replica) wrote.
+"""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import sqlite_utils
+
+T = TypeVar("T")
+
+DATABASE_FILE = "sidecar.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS clients (
+    client_id TEXT PRIMARY KEY,
+    organization TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    jwks TEXT,
+    jwks_url TEXT,
+    unrestricted INTEGER NOT NULL DEFAULT 0,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    tokens_valid_after REAL NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS assertion_jti (
+    client_id TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (client_id, jti)
+);
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid TEXT PRIMARY KEY,
+    private_pem TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    retired_at REAL
+);
+CREATE TABLE IF NOT EXISTS grants (
+    id INTEGER PRIMARY KEY,
+    organization TEXT NOT NULL,
+    patient_id TEXT NOT NULL,
+    consent TEXT,
+    policy TEXT NOT NULL,
+    valid_from REAL NOT NULL,
+    valid_until REAL,
+    revoked_at REAL
+);
+CREATE INDEX IF NOT EXISTS grants_by_organization ON grants (organization, patient_id);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    event TEXT NOT NULL,
+    client_id TEXT,
+    organization TEXT,
+    request TEXT,
+    decision TEXT NOT NULL,
+    reason TEXT,
+    detail TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"""
+
+
+class Store:
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / DATABASE_FILE
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.conn.executescript(_SCHEMA)
+        self._executor: ThreadPoolExecutor | None = None
+        self._data_version = self._read_data_version()
+
+    async def run(self, fn: Callable[..., T], *args) -> T:
+        """Run a store function on the store's own thread."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _read_data_version(self) -> int:
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    def changed(self) -> bool:
+        """True once after another connection committed (this connection's own writes do not count)."""
+        version = self._read_data_version()
+        if version == self._data_version:
+            return False
+        self._data_version = version
+        return True
+
+    def transaction(self):
+        """`with store.transaction():` an immediate write transaction (other writers wait for it)."""
+        return _Immediate(self.db.conn)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self.db.close()
+
+
+class _Immediate:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")

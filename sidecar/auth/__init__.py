@@ -1,0 +1,1 @@
+"""SMART Backend Services: the token endpoint, client keys, scopes and bearer-token checks."""

@@ -1,0 +1,1 @@
+"""The reverse proxy in front of HAPI: route table, upstream connection, URL rewriting."""

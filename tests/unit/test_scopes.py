@@ -1,0 +1,78 @@
+"""SMART scopes: both syntaxes, operation scopes, and granting that never widens."""
+from __future__ import annotations
+
+import pytest
+
+from sidecar.auth.scopes import ScopeError, ScopeSet, grant, parse_scope, parse_scopes
+
+
+def granted(requested: str, allowed: str) -> str:
+    return " ".join(s.render() for s in grant(parse_scopes(requested), parse_scopes(allowed)))
+
+
+@pytest.mark.parametrize("text, resource_type, permissions", [
+    ("system/Patient.read", "Patient", "rs"),
+    ("system/*.read", "*", "rs"),
+    ("system/*.write", "*", "cud"),
+    ("system/*.*", "*", "cruds"),
+    ("system/Observation.rs", "Observation", "rs"),
+    ("system/Observation.r", "Observation", "r"),
+    ("system/*.cruds", "*", "cruds"),
+])
+def test_v1_and_v2_scopes_parse_to_permissions(text, resource_type, permissions):
+    scope = parse_scope(text)
+    assert (scope.resource_type, scope.permissions) == (resource_type, permissions)
+
+
+@pytest.mark.parametrize("text", [
+    "system/Patient.sr",  # out of order
+    "system/Patient.rr",
+    "system/Patient.x",
+    "patient/Patient.read",  # needs a launch context
+    "user/*.read",
+    "system/NotAType.read",
+    "system/Patient.rs?identifier=x|1",  # constrained: refused, never widened
+    "launch",
+    "system/Patient.$not-an-operation",
+])
+def test_scopes_the_server_cannot_grant_as_written_are_errors(text):
+    with pytest.raises(ScopeError):
+        parse_scope(text)
+
+
+def test_operation_scope_and_its_pdex_alias_name_the_same_operation():
+    alias = parse_scope("http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match")
+    plain = parse_scope("system/Patient.$member-match")
+    assert (alias.resource_type, alias.operation) == (plain.resource_type, plain.operation) == \
+        ("Patient", "$member-match")
+
+
+def test_alias_is_granted_in_the_form_requested():
+    alias = "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch"
+    assert granted(alias, "system/Group.$bulk-member-match") == alias
+
+
+@pytest.mark.parametrize("requested, allowed, expected", [
+    ("system/*.read", "system/*.read", "system/*.read"),
+    ("system/*.rs", "system/*.read", "system/*.rs"),
+    ("system/*.*", "system/*.read", "system/*.read"),
+    ("system/*.read", "system/Patient.rs", "system/Patient.read"),
+    ("system/Patient.read", "system/*.r", "system/Patient.r"),  # v1 cannot say read-without-search
+    ("system/Patient.read system/Observation.read", "system/Patient.read", "system/Patient.read"),
+    ("system/Observation.read", "system/Patient.read", ""),
+    ("system/Patient.$member-match", "system/*.read", ""),
+    ("system/*.write", "system/*.read", ""),
+    ("system/Patient.read system/Patient.rs", "system/*.read", "system/Patient.read system/Patient.rs"),
+])
+def test_grant_is_the_intersection_in_the_requested_syntax(requested, allowed, expected):
+    assert granted(requested, allowed) == expected
+
+
+def test_scope_set_answers_permission_questions():
+    scopes = ScopeSet.parse("system/Patient.rs system/Observation.r system/Patient.$member-match")
+    assert scopes.allows("Patient", "s") and scopes.allows("Observation", "r")
+    assert not scopes.allows("Observation", "s") and not scopes.allows("Coverage", "r")
+    assert scopes.allows_operation("Patient", "$member-match")
+    assert not scopes.allows_operation("Group", "$bulk-member-match")
+    assert not scopes.reads_everything
+    assert ScopeSet.parse("system/*.read").reads_everything

@@ -10,17 +10,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import statistics
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import aiohttp
+from measure import pct, run_block
 
+from sidecar.client.smart import ClientKey, request_token
 from sidecar.devstack import SidecarProcess, obtain_hapi
-
-HEADERS = {"Accept": "application/fhir+json"}
+from sidecar.store.clients import add_client
+from sidecar.store.db import Store
 
 
 async def seed(session: aiohttp.ClientSession, base: str, system: str, count: int) -> list[str]:
@@ -41,48 +41,39 @@ def workload(ids: list[str], system: str, n: int, rng: random.Random) -> list[st
     return [rng.choice(kinds)() for _ in range(n)]
 
 
-async def run_block(session: aiohttp.ClientSession, base: str, paths: list[str], concurrency: int
-                    ) -> tuple[float, list[float]]:
-    queue = list(paths)
-    latencies: list[float] = []
-
-    async def worker() -> None:
-        while queue:
-            path = queue.pop()
-            started = time.perf_counter()
-            async with session.get(f"{base}/{path}", headers=HEADERS) as resp:
-                await resp.read()
-                assert resp.status == 200, (path, resp.status)
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - started, latencies
+def register_operator(data_dir: Path) -> ClientKey:
+    """The payer's own unrestricted client: the proxy path a token check adds least to."""
+    key = ClientKey.generate("ES384", kid="bench-operator")
+    store = Store(data_dir)
+    add_client(store, "bench-operator", "Organization/bench", "system/*.read", jwks=key.public_jwks(),
+               unrestricted=True)
+    store.close()
+    return key
 
 
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
-
-
-async def measure(hapi_base: str, sidecar_base: str, requests: int, blocks: int) -> None:
+async def measure(hapi_base: str, sidecar: SidecarProcess, key: ClientKey, requests: int, blocks: int) -> None:
     rng = random.Random(42)
     system = f"urn:bench:{uuid.uuid4().hex}"
     connector = aiohttp.TCPConnector(limit=64)
+    sidecar_base = sidecar.fhir_base
     async with aiohttp.ClientSession(connector=connector) as session:
+        token = await request_token(session, f"{sidecar.public_url}/auth/token", "bench-operator", key,
+                                    "system/*.read")
+        auth = {"Authorization": f"Bearer {token['access_token']}"}
         ids = await seed(session, hapi_base, system, 50)
         await run_block(session, hapi_base, workload(ids, system, 200, rng), 8)
-        await run_block(session, sidecar_base, workload(ids, system, 200, rng), 8)
+        await run_block(session, sidecar_base, workload(ids, system, 200, rng), 8, auth)
         print(f"{'conc':>4} {'direct req/s':>12} {'sidecar req/s':>13} {'ratio':>6} "
               f"{'p50 direct':>10} {'p50 added':>10} {'p99 direct':>10} {'p99 added':>10}")
         for concurrency in (1, 16):
             totals = {"direct": [0.0, []], "sidecar": [0.0, []]}
             for block in range(blocks):
-                order = [("direct", hapi_base), ("sidecar", sidecar_base)]
+                order = [("direct", hapi_base, None), ("sidecar", sidecar_base, auth)]
                 if block % 2:
                     order.reverse()
                 paths = workload(ids, system, requests, rng)
-                for name, base in order:
-                    elapsed, lat = await run_block(session, base, paths, concurrency)
+                for name, base, headers in order:
+                    elapsed, lat = await run_block(session, base, paths, concurrency, headers)
                     totals[name][0] += elapsed
                     totals[name][1] += lat
             n = requests * blocks
@@ -100,10 +91,12 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=6, help="interleaved blocks per concurrency level")
     args = parser.parse_args()
     hapi = obtain_hapi()
-    sidecar = SidecarProcess(hapi.base_url, Path(tempfile.mkdtemp(prefix="bench-sidecar-"))).start()
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-sidecar-"))
+    key = register_operator(data_dir)
+    sidecar = SidecarProcess(hapi.base_url, data_dir).start()
     try:
-        print(f"HAPI: {hapi.base_url} ({hapi.how}); sidecar: {sidecar.fhir_base}")
-        asyncio.run(measure(hapi.base_url, sidecar.fhir_base, args.requests, args.blocks))
+        print(f"HAPI: {hapi.base_url} ({hapi.how}); sidecar: {sidecar.fhir_base} (operator token)")
+        asyncio.run(measure(hapi.base_url, sidecar, key, args.requests, args.blocks))
     finally:
         sidecar.stop()
         hapi.stop()

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+import aiohttp
 import orjson
 
 import uvloop
@@ -16,8 +17,9 @@ from sidecar import logs
 from sidecar.app import create_app
 from sidecar.audit.chain import AuditRecord, append, verify
 from sidecar.auth.tokens import create_signing_key
+from sidecar.client.smart import ClientKey, TokenRequestFailed, request_token
 from sidecar.config import ConfigError, load_settings
-from sidecar.store.clients import Client, ClientError, add_client, all_clients, set_enabled
+from sidecar.store.clients import Client, ClientError, add_client, all_clients, get_client, set_enabled
 from sidecar.store.db import Store
 
 log = logging.getLogger("sidecar")
@@ -92,6 +94,48 @@ def _clients_enable(enabled: bool):
     return run
 
 
+DEMO_CLIENT = "demo-operator"
+
+
+def _demo_client(args: argparse.Namespace) -> int:
+    """Register the demo's internal client once and keep its private key beside the database."""
+    settings = load_settings(args.config)
+    store = Store(settings.data_dir)
+    key_file = settings.data_dir / f"{DEMO_CLIENT}.jwks"
+    if get_client(store, DEMO_CLIENT) is None or not key_file.exists():
+        key = ClientKey.generate("ES384")
+        key_file.touch(mode=0o600)
+        key_file.write_bytes(orjson.dumps({"keys": [key.private_jwk()]}))
+        store.db["clients"].delete_where("client_id = ?", [DEMO_CLIENT])
+        add_client(store, DEMO_CLIENT, "Organization/demo-payer", "system/*.read", jwks=key.public_jwks(),
+                   unrestricted=True)
+        _admin(store, "client-added", DEMO_CLIENT, {"demo": True})
+    print(key_file)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    """Ask a SMART Backend Services token endpoint for an access token and print it."""
+    settings = load_settings(args.config)
+    token_url = args.token_url or f"{settings.public_base}/auth/token"
+    try:
+        jwks = orjson.loads(Path(args.key).read_bytes())
+        key = ClientKey.from_jwk(next(k for k in jwks["keys"] if "d" in k))
+    except (OSError, orjson.JSONDecodeError, KeyError, StopIteration) as exc:
+        raise ClientError(f"{args.key} holds no private JWK: {exc}") from exc
+
+    async def fetch() -> dict:
+        async with aiohttp.ClientSession() as session:
+            return await request_token(session, token_url, args.client_id, key, args.scope)
+
+    try:
+        print(asyncio.run(fetch())["access_token"])
+    except TokenRequestFailed as exc:
+        print(f"pdex-sidecar: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _keys_rotate(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     store = Store(settings.data_dir)
@@ -121,6 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     load = demo.add_parser("load", help="load demo members straight into HAPI (idempotent)", parents=[common])
     load.add_argument("--upstream", help="HAPI FHIR base URL (default: SIDECAR_UPSTREAM_URL)")
     load.set_defaults(run=_demo_load)
+    demo.add_parser("client", help="register the demo's internal client; prints its private key file",
+                    parents=[common]).set_defaults(run=_demo_client)
+
+    token = commands.add_parser("token", help="get an access token (SMART Backend Services) and print it",
+                                parents=[common])
+    token.add_argument("--client-id", required=True)
+    token.add_argument("--key", required=True, help="JWKS file holding the client's private key")
+    token.add_argument("--scope", default="system/*.read")
+    token.add_argument("--token-url", help="default: this sidecar's own token endpoint")
+    token.set_defaults(run=_token)
 
     clients = commands.add_parser("clients", help="the client registry").add_subparsers(dest="clients_command",
                                                                                         required=True)

@@ -109,6 +109,8 @@ class SidecarProcess:
     data_dir: Path
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # What to run: the product by default; a benchmark may run a script serving the same settings.
+    argv: list[str] = field(default_factory=lambda: ["-m", "sidecar", "serve"])
     process: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -127,7 +129,7 @@ class SidecarProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "sidecar.log"
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "sidecar", "serve"], env=env, stdout=log,
+            self.process = subprocess.Popen([sys.executable, *self.argv], env=env, stdout=log,
                                             stderr=subprocess.STDOUT)
         wait_for_http(f"{self.public_url}/health/live", timeout=30, alive=lambda: self.process.poll() is None)
         return self

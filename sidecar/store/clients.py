@@ -1,6 +1,7 @@
 """The client registry: who may ask for tokens, with which keys, for which organization and scopes."""
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -78,7 +79,7 @@ def add_client(store: Store, client_id: str, organization: str, scopes: str, *, 
            "created_at": _now_text(), "updated_at": _now_text()}
     try:
         store.db["clients"].insert(row)
-    except sqlite_utils.db.IntegrityError as exc:
+    except sqlite3.IntegrityError as exc:
         raise ClientError(f"client {client_id} is already registered") from exc
     return Client.from_row(row)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 
 import pytest
 
+from sidecar.client.smart import ClientKey
 from sidecar.store.db import Store
 from tests.smart import bearer_headers
 
@@ -94,3 +96,37 @@ async def test_audit_chain_verifies_and_a_tampered_copy_does_not(anonymous, side
     assert broken.returncode == 1 and "altered" in broken.stderr
 
 
+
+
+async def test_demo_client_and_token_command_give_a_working_token(anonymous, sidecar):
+    env = dict(os.environ, SIDECAR_DATA_DIR=str(sidecar.data_dir), SIDECAR_PUBLIC_URL=sidecar.public_url)
+    key_file = subprocess.run([sys.executable, "-m", "sidecar", "demo", "client"], env=env, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    await asyncio.sleep(0.3)
+    token = subprocess.run([sys.executable, "-m", "sidecar", "token", "--client-id", "demo-operator",
+                            "--key", key_file], env=env, capture_output=True, text=True)
+    assert token.returncode == 0, token.stderr
+    async with anonymous.get(f"{sidecar.fhir_base}/Patient?_count=1",
+                             headers={"Authorization": f"Bearer {token.stdout.strip()}"}) as resp:
+        assert resp.status == 200
+
+
+def test_clients_commands_register_list_and_refuse_bad_input(sidecar, tmp_path):
+    env = dict(os.environ, SIDECAR_DATA_DIR=str(tmp_path))
+    jwks = tmp_path / "partner.jwks"
+    jwks.write_text(json.dumps(ClientKey.generate("RS384").public_jwks()))
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "sidecar", "clients", *args], env=env, capture_output=True,
+                              text=True)
+
+    added = run("add", "--client-id", "payer-b", "--jwks", str(jwks), "--organization", "Organization/payer-b",
+                "--scopes", "system/*.read system/Patient.$member-match")
+    assert added.returncode == 0, added.stderr
+    assert run("add", "--client-id", "payer-b", "--jwks", str(jwks), "--organization", "Organization/b",
+               "--scopes", "system/*.read").returncode == 2, "a client id is registered once"
+    assert run("add", "--client-id", "payer-c", "--jwks", str(jwks), "--organization", "Organization/c",
+               "--scopes", "system/Patient.rs?x=1").returncode == 2, "constrained scopes are refused"
+    assert run("disable", "payer-b").returncode == 0
+    listed = run("list").stdout
+    assert "payer-b\tOrganization/payer-b\tDISABLED" in listed and "payer-c" not in listed

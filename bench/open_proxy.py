@@ -1,0 +1,56 @@
+"""The proxy without its authorization layer: bench/auth.py's baseline, never deployed.
+
+Every request is treated as the payer's own unrestricted client with all scopes, so the answers stream through
+exactly as they do for such a client behind a token check; the difference between the two is the token check.
+Reads the same SIDECAR_* settings as `pdex-sidecar serve`.
+"""
+from __future__ import annotations
+
+import uvloop
+from aiohttp import web
+
+from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.access.guard import PageOwners
+from sidecar.app import request_context
+from sidecar.auth.scopes import ScopeSet
+from sidecar.config import load_settings
+from sidecar.proxy.guarded import GuardedReader
+from sidecar.proxy.handler import ProxyHandler
+from sidecar.proxy.rewrite import UrlMap
+from sidecar.proxy.upstream import Upstream
+from sidecar.store.clients import Client
+
+EVERYONE = Caller(Client("open", "Organization/open", "system/*.*", {"keys": []}, None, True, True, 0),
+                  ScopeSet.parse("system/*.*"), None)
+
+
+@web.middleware
+async def no_authorization(request: web.Request, handler):
+    request[CALLER_KEY] = EVERYONE
+    return await handler(request)
+
+
+def main() -> None:
+    settings = load_settings()
+    upstream = Upstream(settings)
+    url_map = UrlMap.between(settings.upstream_base, settings.public_fhir_base)
+    proxy = ProxyHandler(upstream, url_map, GuardedReader(upstream, url_map, PageOwners()))
+
+    async def lifecycle(app: web.Application):
+        await upstream.start()
+        yield
+        await upstream.close()
+
+    async def live(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application(middlewares=[request_context, no_authorization])
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/health/live", live)
+    app.router.add_route("*", "/fhir/{tail:.*}", proxy.handle)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None,
+                loop=uvloop.new_event_loop())
+
+
+if __name__ == "__main__":
+    main()

@@ -302,3 +302,18 @@ async def test_included_resources_outside_the_scopes_are_left_out(anonymous, reg
         assert resp.status == 200
         bundle = await resp.json(content_type=None)
     assert [e["resource"]["resourceType"] for e in bundle["entry"]] == ["Patient"]
+
+
+async def test_key_rotation_keeps_issued_tokens_valid_and_signs_new_ones_with_the_new_key(anonymous, register,
+                                                                                          token_url, sidecar):
+    client = await register(scopes="system/*.read", unrestricted=True)
+    before = await bearer_headers(anonymous, token_url, client)
+    rotated = cli(sidecar, "keys", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    new_kid = rotated.stdout.strip()
+    await asyncio.sleep(0.3)
+    after = await bearer_headers(anonymous, token_url, client)
+    assert jwt.get_unverified_header(after["Authorization"].split()[1])["kid"] == new_kid
+    for auth in (before, after):
+        async with anonymous.get(f"{sidecar.fhir_base}/Patient?_count=1", headers=auth) as resp:
+            assert resp.status == 200

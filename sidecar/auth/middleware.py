@@ -70,8 +70,13 @@ class BearerAuth:
     @web.middleware
     async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
         path = request.path
-        if not (path == "/fhir" or path.startswith("/fhir/")) or path in OPEN_PATHS:
+        if not (path == "/fhir" or path.startswith("/fhir/")):
             return await handler(request)
+        if path in OPEN_PATHS:
+            response = await handler(request)
+            self.audit.record(AuditRecord("request", "allowed" if response.status < 400 else "refused",
+                                          request=f"{request.method} {path}", detail={"status": response.status}))
+            return response
         caller = await self.caller_for(request)
         described = request.method + " " + request.path_qs[:2000]
         if not isinstance(caller, Caller):

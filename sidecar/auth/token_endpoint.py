@@ -60,7 +60,12 @@ class TokenEndpoint:
         try:
             if request.content_type != "application/x-www-form-urlencoded":
                 raise OAuthError("invalid_request", "send the token request as application/x-www-form-urlencoded")
-            form = await request.post()
+            try:
+                form = await request.post()
+            except web.HTTPRequestEntityTooLarge:
+                raise OAuthError("invalid_request", "the token request is too large", 413) from None
+            except ValueError:
+                raise OAuthError("invalid_request", "the token request is not a valid UTF-8 form") from None
             body, client, scope = await self._grant(form, claimed)
         except OAuthError as error:
             self.audit.record(AuditRecord("token", "refused", claimed.get("client_id"), claimed.get("organization"),

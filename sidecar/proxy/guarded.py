@@ -70,7 +70,10 @@ class GuardedReader:
     async def _search(self, request: web.Request, caller: Caller, route: Route) -> web.Response:
         params = [(k, v) for k, v in request.query.items() if k not in _CLIENT_ONLY_PARAMETERS]
         if request.method == "POST":
-            form = await request.post()
+            try:
+                form = await request.post()
+            except ValueError:
+                return outcome_response(400, "invalid", "the search form is not valid UTF-8")
             params += [(k, v) for k, v in form.items() if isinstance(v, str) and k not in _CLIENT_ONLY_PARAMETERS]
         resource_type = route.resource_type or ""
         if caller.is_partner:

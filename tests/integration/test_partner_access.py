@@ -144,3 +144,11 @@ async def test_partner_may_not_reverse_chain_or_reach_internal_types(anonymous, 
     for path in ("Binary/abc", "Group", "AuditEvent"):
         status, outcome = await get(anonymous, f"{sidecar.fhir_base}/{path}", auth)
         assert status == 403 and outcome["resourceType"] == "OperationOutcome", path
+
+
+async def test_partner_search_form_that_is_not_utf8_is_400(anonymous, sidecar, partner):
+    _, auth = partner
+    async with anonymous.post(f"{sidecar.fhir_base}/Patient/_search", data=b"name=\xff\xfe",
+                              headers={**auth, "Content-Type": "application/x-www-form-urlencoded"}) as resp:
+        assert resp.status == 400
+        assert (await resp.json(content_type=None))["resourceType"] == "OperationOutcome"

@@ -317,3 +317,18 @@ async def test_key_rotation_keeps_issued_tokens_valid_and_signs_new_ones_with_th
     for auth in (before, after):
         async with anonymous.get(f"{sidecar.fhir_base}/Patient?_count=1", headers=auth) as resp:
             assert resp.status == 200
+
+
+@pytest.mark.parametrize("body, content_type, status, error", [
+    (b'{"grant_type": "client_credentials"}', "application/json", 400, "invalid_request"),
+    (b"grant_type=client_credentials&client_assertion_type=" + JWT_BEARER.encode() +
+     b"&client_assertion=not.a.jwt&scope=system/*.read", "application/x-www-form-urlencoded", 401, "invalid_client"),
+    (b"grant_type=client_credentials&client_assertion=" + b"A" * 3_000_000, "application/x-www-form-urlencoded",
+     413, "invalid_request"),
+    (b"\xff\xfe garbage", "application/x-www-form-urlencoded", 400, "invalid_request"),
+])
+async def test_malformed_or_oversized_token_request_gets_an_oauth_error(anonymous, token_url, body, content_type,
+                                                                        status, error):
+    async with anonymous.post(token_url, data=body, headers={"Content-Type": content_type}) as resp:
+        assert resp.status == status
+        assert (await resp.json(content_type=None))["error"] == error

@@ -6,6 +6,7 @@ features add, gets a caller or a 401 here before any handler runs. Scope and mem
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 from aiohttp import web
@@ -22,6 +23,12 @@ log = logging.getLogger("sidecar.auth")
 OPEN_PATHS = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})
 REALM = 'Bearer realm="pdex-sidecar"'
 REFUSAL_KEY = web.RequestKey("refusal", str)
+
+
+@functools.lru_cache(maxsize=4096)
+def _scopes_of(text: str) -> ScopeSet:
+    """Tokens repeat a handful of scope strings; parse each once, not on every request."""
+    return ScopeSet.parse(text)
 
 
 def unauthorized(description: str | None) -> web.Response:
@@ -61,7 +68,7 @@ class BearerAuth:
         if client is None or not client.enabled or checked.issued_at < client.tokens_valid_after:
             return "the client of this access token is disabled"
         try:
-            scopes = ScopeSet.parse(checked.scope)
+            scopes = _scopes_of(checked.scope)
         except ScopeError:
             return "the access token carries scopes this server no longer grants"
         patients = None if client.unrestricted else await self.directory.patients_for(client.organization)

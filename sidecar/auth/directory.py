@@ -73,7 +73,3 @@ class Directory:
             cached = (now, await self.store.run(granted_patients, self.store, organization))
             self._grants[organization] = cached
         return cached[1]
-
-    def forget_grants(self) -> None:
-        """Called when this process itself changes grants (its own writes do not trip the watcher)."""
-        self._grants = {}

@@ -144,6 +144,3 @@ class ScopeSet:
         """True when any resource of any type may be read and searched (no per-type filtering needed)."""
         return any(s.operation is None and s.resource_type == "*" and {"r", "s"} <= set(s.permissions)
                    for s in self.scopes)
-
-    def text(self) -> str:
-        return " ".join(s.render() for s in self.scopes)

@@ -39,7 +39,7 @@ def unauthorized(description: str | None) -> web.Response:
 
 def forbidden(request: web.Request, reason: str) -> web.Response:
     """403 for a valid token whose scopes or grants do not cover the request (recorded with the request)."""
-    request[REFUSAL_KEY] = reason
+    note_refusal(request, reason)
     return outcome_response(403, "forbidden", reason,
                             headers={"WWW-Authenticate": f'{REALM}, error="insufficient_scope"'})
 

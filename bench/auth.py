@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from measure import pct, run_block
+from measure import interleaved, pct, run_block
 
 from sidecar.client.smart import ClientKey, request_token, token_form
 from sidecar.devstack import SidecarProcess, obtain_hapi
@@ -95,13 +95,7 @@ async def measure(hapi_base: str, open_proxy: SidecarProcess, sidecar: SidecarPr
 
         print(f"\n{'proxied read':<16} {'conc':>4} {'reads/s':>9} {'ratio':>6} {'p50':>8} {'p50 added':>10}")
         for concurrency in (1, 16):
-            totals = {name: [0.0, []] for name, _, _ in series}
-            for block in range(blocks):
-                order = series if block % 2 == 0 else list(reversed(series))
-                for name, base, headers in order:
-                    elapsed, latencies = await run_block(session, base, paths, concurrency, headers)
-                    totals[name][0] += elapsed
-                    totals[name][1] += latencies
+            totals = await interleaved(session, series, lambda: paths, concurrency, blocks)
             n = requests * blocks
             base_rate, base_p50 = n / totals["open proxy"][0], pct(totals["open proxy"][1], 50)
             for name, _, _ in series:

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import aiohttp
-from measure import pct, run_block
+from measure import interleaved, pct, run_block
 
 from sidecar.client.smart import ClientKey, request_token
 from sidecar.devstack import SidecarProcess, obtain_hapi
@@ -66,16 +66,8 @@ async def measure(hapi_base: str, sidecar: SidecarProcess, key: ClientKey, reque
         print(f"{'conc':>4} {'direct req/s':>12} {'sidecar req/s':>13} {'ratio':>6} "
               f"{'p50 direct':>10} {'p50 added':>10} {'p99 direct':>10} {'p99 added':>10}")
         for concurrency in (1, 16):
-            totals = {"direct": [0.0, []], "sidecar": [0.0, []]}
-            for block in range(blocks):
-                order = [("direct", hapi_base, None), ("sidecar", sidecar_base, auth)]
-                if block % 2:
-                    order.reverse()
-                paths = workload(ids, system, requests, rng)
-                for name, base, headers in order:
-                    elapsed, lat = await run_block(session, base, paths, concurrency, headers)
-                    totals[name][0] += elapsed
-                    totals[name][1] += lat
+            totals = await interleaved(session, [("direct", hapi_base, None), ("sidecar", sidecar_base, auth)],
+                                       lambda: workload(ids, system, requests, rng), concurrency, blocks)
             n = requests * blocks
             direct_rps, side_rps = n / totals["direct"][0], n / totals["sidecar"][0]
             d, s = totals["direct"][1], totals["sidecar"][1]

@@ -5,6 +5,7 @@ import logging
 import re
 import time
 import uuid
+from pathlib import Path
 
 from aiohttp import web
 
@@ -21,6 +22,10 @@ from sidecar.config import Settings
 from sidecar.fhir.outcome import outcome_response
 from sidecar.health import live, ready_handler
 from sidecar.logs import request_id
+from sidecar.disclosure.answers import AnswerFilter
+from sidecar.disclosure.resolver import ReferenceSensitivity
+from sidecar.disclosure.rules import DisclosureRules
+from sidecar.disclosure.sensitivity import SensitiveData
 from sidecar.proxy.guarded import GuardedReader
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.rewrite import UrlMap
@@ -81,7 +86,13 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     url_map = UrlMap.between(settings.upstream_base, settings.public_fhir_base)
     capability = CapabilityService(settings, upstream, url_map)
     capability.contributors.append(advertise_smart_security)
-    proxy = ProxyHandler(upstream, url_map, GuardedReader(upstream, url_map, PageOwners()))
+    sensitive = SensitiveData.load(Path(settings.sensitive_data_dir) if settings.sensitive_data_dir else None,
+                                   settings.sensitive_category_list)
+    rules = DisclosureRules(sensitive, settings.timezone, settings.lookback_years, settings.prior_auth_months,
+                            settings.drug_prior_authorizations)
+    disclosure = AnswerFilter(rules, ReferenceSensitivity(sensitive, upstream.by_ids, settings.disclosure_cache_seconds),
+                              upstream.by_ids)
+    proxy = ProxyHandler(upstream, url_map, GuardedReader(upstream, url_map, PageOwners(), disclosure))
 
     async def lifecycle(app: web.Application):
         await upstream.start()

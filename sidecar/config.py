@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -34,6 +35,13 @@ class Settings:
     clock_skew_seconds: float = 30.0
     jwks_cache_seconds: float = 300.0
     state_refresh_seconds: float = 0.25
+    lookback_years: int = 5
+    prior_auth_months: int = 12
+    drug_prior_authorizations: bool = False
+    service_date_timezone: str = "UTC"
+    sensitive_data_dir: str = ""
+    sensitive_categories: str = "sud,hiv,mental-health,reproductive-health"
+    disclosure_cache_seconds: float = 30.0
 
     @property
     def upstream_base(self) -> str:
@@ -46,6 +54,14 @@ class Settings:
     @property
     def public_fhir_base(self) -> str:
         return f"{self.public_base}/fhir"
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.service_date_timezone)
+
+    @property
+    def sensitive_category_list(self) -> list[str]:
+        return [c.strip() for c in self.sensitive_categories.split(",") if c.strip()]
 
     def validate(self) -> "Settings":
         for name in ("upstream_url", "public_url"):
@@ -64,6 +80,16 @@ class Settings:
             raise ConfigError("clock_skew_seconds must be between 0 and 300")
         if self.state_refresh_seconds <= 0:
             raise ConfigError("state_refresh_seconds must be positive")
+        if not 1 <= self.lookback_years <= 100:
+            raise ConfigError("lookback_years must be between 1 and 100")
+        if not 1 <= self.prior_auth_months <= 120:
+            raise ConfigError("prior_auth_months must be between 1 and 120")
+        if self.disclosure_cache_seconds < 0:
+            raise ConfigError("disclosure_cache_seconds must not be negative")
+        try:
+            ZoneInfo(self.service_date_timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"service_date_timezone: unknown time zone {self.service_date_timezone!r}") from exc
         return self
 
 
@@ -73,6 +99,8 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 def _coerce(name: str, raw: Any) -> Any:
     default = _FIELDS[name].default
     try:
+        if isinstance(default, bool):
+            return _boolean(raw)
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):
@@ -82,6 +110,17 @@ def _coerce(name: str, raw: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {name}: cannot read {raw!r} ({exc})") from exc
+
+
+def _boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None,

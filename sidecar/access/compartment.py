@@ -5,7 +5,8 @@ primary subject only) and the search parameter that restricts a search to patien
 but not listed here is refused to partner clients until it is added: default deny.
 
 Reference data that belongs to no member (organizations, practitioners, locations, medications) may be read by
-partners; everything else outside this table (Binary, Group, AuditEvent, Provenance, ...) may not.
+partners; Provenance follows the data it targets; everything else outside this table (Binary, Group, AuditEvent,
+...) may not.
 """
 from __future__ import annotations
 
@@ -76,5 +77,7 @@ def restricting_parameter(resource_type: str) -> str | None:
     """The search parameter that limits a search of this type to a set of patients."""
     if resource_type == "Patient":
         return "_id"
+    if resource_type == "Provenance":
+        return "patient"  # Provenance.target where it is a Patient (R4 patient compartment)
     entry = MEMBER_DATA.get(resource_type)
     return entry[1] if entry else None

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from types import MappingProxyType
+from typing import Mapping
 
 from sidecar.auth.tokens import TokenService, load_signing_keys
 from sidecar.store.clients import Client, all_clients
 from sidecar.store.db import Store
-from sidecar.store.grants import granted_patients
+from sidecar.store.grants import granted_members
 from sidecar.store.replay import forget_expired
 
 log = logging.getLogger("sidecar.state")
@@ -29,7 +31,7 @@ class Directory:
         self.tokens = tokens
         self.refresh_seconds = refresh_seconds
         self.clients: dict[str, Client] = {}
-        self._grants: dict[str, tuple[float, frozenset[str]]] = {}
+        self._grants: dict[str, tuple[float, Mapping[str, str]]] = {}
         self._task: asyncio.Task | None = None
 
     def _load(self) -> tuple[dict[str, Client], list]:
@@ -66,10 +68,11 @@ class Directory:
             except Exception:
                 log.exception("state refresh failed; keeping the last known state")
 
-    async def patients_for(self, organization: str) -> frozenset[str]:
+    async def patients_for(self, organization: str) -> Mapping[str, str]:
+        """The members granted to an organization now, each with its consent policy."""
         now = time.monotonic()
         cached = self._grants.get(organization)
         if cached is None or now - cached[0] > _GRANT_TTL:
-            cached = (now, await self.store.run(granted_patients, self.store, organization))
+            cached = (now, MappingProxyType(await self.store.run(granted_members, self.store, organization)))
             self._grants[organization] = cached
         return cached[1]

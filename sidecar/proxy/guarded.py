@@ -2,13 +2,14 @@
 
 Partner searches are narrowed at HAPI to the caller's members (the type's patient search parameter, sent as a
 form-encoded `_search` so that thousands of members fit), and every resource in every answer is checked again
-before it leaves. What the caller may not see is answered exactly as what does not exist, so nothing can be
+before it leaves: by member and scope (`Caller.may_see`), then by the disclosure filter (`sidecar.disclosure`). What the caller may not see is answered exactly as what does not exist, so nothing can be
 learned from the difference. Answers are JSON; they are parsed here, so they are not streamed.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Mapping
 from urllib.parse import urlencode
 
 import aiohttp
@@ -19,7 +20,9 @@ from yarl import URL
 from sidecar.access.caller import Caller
 from sidecar.access.compartment import restricting_parameter
 from sidecar.access.guard import PageOwners, filter_bundle, page_ids
-from sidecar.auth.middleware import forbidden, note_refusal
+from sidecar.auth.middleware import forbidden, note_disclosure, note_refusal
+from sidecar.disclosure.answers import MATCH, AnswerFilter
+from sidecar.disclosure.dates import utc_now
 from sidecar.fhir.outcome import outcome_response
 from sidecar.logs import request_id
 from sidecar.proxy.rewrite import UrlMap
@@ -29,6 +32,9 @@ from sidecar.proxy.upstream import Upstream, UpstreamError, classify_client_erro
 log = logging.getLogger("sidecar.proxy")
 
 _CLIENT_ONLY_PARAMETERS = frozenset({"_format", "_pretty"})
+# Subsetting would hide the codes and dates the disclosure filter decides by, and a total would count what it
+# withholds; partners get whole resources (servers may ignore these) and no total.
+_NOT_FOR_PARTNERS = frozenset({"_elements", "_summary", "_total", "_contained", "_containedType"})
 
 
 def _not_available(what: str) -> web.Response:
@@ -36,10 +42,11 @@ def _not_available(what: str) -> web.Response:
 
 
 class GuardedReader:
-    def __init__(self, upstream: Upstream, url_map: UrlMap, pages: PageOwners) -> None:
+    def __init__(self, upstream: Upstream, url_map: UrlMap, pages: PageOwners, disclosure: AnswerFilter) -> None:
         self.upstream = upstream
         self.url_map = url_map
         self.pages = pages
+        self.disclosure = disclosure
 
     async def answer(self, request: web.Request, caller: Caller, route: Route) -> web.Response:
         try:
@@ -65,6 +72,13 @@ class GuardedReader:
         if not caller.may_see(resource):
             note_refusal(request, "resource outside the caller's members or scopes")
             return _not_available(what)
+        if caller.patients is not None:
+            outcome = await self.disclosure.filter(caller.patients, [(resource, MATCH)], utc_now())
+            note_disclosure(request, outcome.withheld, outcome.transformed)
+            if outcome.released[0] is None:
+                note_refusal(request, "withheld by the disclosure filter")
+                return _not_available(what)
+            resource = outcome.released[0]
         return self._json(resource)
 
     async def _search(self, request: web.Request, caller: Caller, route: Route) -> web.Response:
@@ -77,15 +91,16 @@ class GuardedReader:
             params += [(k, v) for k, v in form.items() if isinstance(v, str) and k not in _CLIENT_ONLY_PARAMETERS]
         resource_type = route.resource_type or ""
         if caller.is_partner:
+            params = [(k, v) for k, v in params if k not in _NOT_FOR_PARTNERS]
             if any(k.startswith("_has") for k, _ in params):
                 return forbidden(request, "reverse chaining (_has) is not available to partner clients")
             parameter = restricting_parameter(resource_type)
             if parameter is not None:
                 if not caller.patients:
-                    return self._json({"resourceType": "Bundle", "type": "searchset", "total": 0})
+                    return self._json({"resourceType": "Bundle", "type": "searchset"})
                 params.append((parameter, ",".join(sorted(caller.patients))))
         status, body = await self._fetch(request, "POST", f"/{resource_type}/_search", params)
-        return self._bundle(caller, status, body)
+        return await self._bundle(request, caller, status, body)
 
     async def _page(self, request: web.Request, caller: Caller) -> web.Response:
         page = request.query.get("_getpages", "")
@@ -94,19 +109,43 @@ class GuardedReader:
             return _not_available("this search page")
         params = [(k, v) for k, v in request.query.items() if k not in _CLIENT_ONLY_PARAMETERS]
         status, body = await self._fetch(request, "GET", "", params)
-        return self._bundle(caller, status, body)
+        return await self._bundle(request, caller, status, body)
 
-    def _bundle(self, caller: Caller, status: int, body: bytes) -> web.Response:
+    async def _bundle(self, request: web.Request, caller: Caller, status: int, body: bytes) -> web.Response:
         if status != 200:
             return self._relay_outcome(status, body)
         bundle = self._parse(body)
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise UpstreamError(502, "exception", "the FHIR server gave a malformed answer")
         filter_bundle(caller, bundle)
-        if caller.is_partner:
+        if caller.patients is not None:
+            await self._disclose(request, caller.patients, bundle)
             for page in page_ids(bundle):
                 self.pages.remember(page, caller.client.client_id)
         return self._json(bundle)
+
+    async def _disclose(self, request: web.Request, members: Mapping[str, str], bundle: dict) -> None:
+        """Replace each entry by what the disclosure filter lets leave; drop the rest, and the total. HAPI's own
+        search warnings (mode `outcome`) stay."""
+        bundle.pop("total", None)
+        entries = bundle.get("entry") or []
+        decided = [e for e in entries if (e.get("search") or {}).get("mode") != "outcome"]
+        if not decided:
+            return
+        items = [(e["resource"], (e.get("search") or {}).get("mode") or MATCH) for e in decided]
+        outcome = await self.disclosure.filter(members, items, utc_now())
+        note_disclosure(request, outcome.withheld, outcome.transformed)
+        released = {id(entry): resource for entry, resource in zip(decided, outcome.released)}
+        kept = []
+        for entry in entries:
+            if id(entry) not in released:
+                kept.append(entry)
+            elif released[id(entry)] is not None:
+                kept.append({**entry, "resource": released[id(entry)]})
+        if kept:
+            bundle["entry"] = kept
+        else:
+            bundle.pop("entry", None)
 
     async def _fetch(self, request: web.Request, method: str, path: str,
                      params: list[tuple[str, str]]) -> tuple[int, bytes]:

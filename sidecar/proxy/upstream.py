@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from sidecar.config import Settings
 from sidecar.fhir.outcome import outcome_response
 
 log = logging.getLogger("sidecar.upstream")
+
+_IDS_PER_SEARCH = 200
 
 # RFC 7230 §6.1 hop-by-hop headers, plus those the proxy computes itself.
 HOP_BY_HOP = frozenset({
@@ -81,6 +84,28 @@ class Upstream:
         if self._session is None:
             raise RuntimeError("upstream session used before app start-up")
         return self._session
+
+    async def by_ids(self, resource_type: str, ids: list[str]) -> list[dict]:
+        """The resources of one type HAPI has among `ids` (the sidecar's own lookups; nothing is relayed)."""
+        found: list[dict] = []
+        for start in range(0, len(ids), _IDS_PER_SEARCH):
+            chunk = ids[start:start + _IDS_PER_SEARCH]
+            form = {"_id": ",".join(chunk), "_count": str(len(chunk))}
+            try:
+                async with self.session.post(f"{self.base}/{resource_type}/_search", data=form,
+                                             headers={"Accept": "application/fhir+json"}) as resp:
+                    if resp.status != 200:
+                        raise UpstreamError(502, "exception", "the FHIR server gave an unexpected answer")
+                    bundle = orjson.loads(await resp.read())
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise classify_client_error(exc) from exc
+            except orjson.JSONDecodeError as exc:
+                raise UpstreamError(502, "exception", "the FHIR server gave a malformed answer") from exc
+            for entry in bundle.get("entry") or () if isinstance(bundle, dict) else ():
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(resource, dict) and resource.get("resourceType") == resource_type:
+                    found.append(resource)
+        return found
 
     def forwarded_headers(self, request: web.Request, request_id: str) -> dict[str, str]:
         """Headers that tell HAPI who the client reached (so it emits public URLs) and which request this is."""

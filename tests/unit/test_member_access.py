@@ -13,7 +13,7 @@ PARTNER = Client("partner", "Organization/b", "system/*.read", {"keys": []}, Non
 
 
 def partner(patients: set[str], scopes: str = "system/*.read") -> Caller:
-    return Caller(PARTNER, ScopeSet.parse(scopes), frozenset(patients))
+    return Caller(PARTNER, ScopeSet.parse(scopes), {p: "regular" for p in patients})
 
 
 def observation(patient: str) -> dict:
@@ -50,8 +50,12 @@ def test_partner_sees_granted_members_and_reference_data_only():
     assert not caller.may_see({"resourceType": "Observation", "id": "no-subject"})
     assert caller.may_see({"resourceType": "Organization", "id": "o"})
     assert not caller.may_see({"resourceType": "Binary", "id": "b"})
-    assert not caller.may_see({"resourceType": "Provenance", "target": [{"reference": "Patient/p1"}]})
+    assert not caller.may_see({"resourceType": "Claim", "patient": {"reference": "Patient/p1"}})
     assert not caller.may_see("not a resource")
+
+
+def test_provenance_passes_the_member_check_to_be_decided_by_what_it_targets():
+    assert partner({"p1"}).may_see({"resourceType": "Provenance", "target": [{"reference": "Encounter/e"}]})
 
 
 def test_scopes_limit_types_even_for_granted_members():

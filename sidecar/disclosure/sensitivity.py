@@ -1,0 +1,186 @@
+"""Is this resource sensitive in itself: a security label, a code in a sensitive value set, or a Part 2 program?
+
+The value sets, labels and Part 2 organizations are JSON files (`sidecar/disclosure/data`, replaceable by a payer
+with `sensitive_data_dir`); each category file (sud, hiv, mental-health, reproductive-health...) lists codes and
+code prefixes per code system, and words matched in displays and texts for data coded in other systems.
+
+Speed matters here: every NDJSON line of an export passes through. So codes and references are found with one
+regular-expression pass over the resource's JSON bytes, and only a candidate code is confirmed by walking the
+resource (which also names the element for the audit log).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import orjson
+
+from sidecar.config import ConfigError
+
+PACKAGED_DATA = Path(__file__).parent / "data"
+_NOT_CATEGORIES = frozenset({"security-labels", "part2-organizations"})
+
+_TOKENS = re.compile(rb'"(code|reference)"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a resource was withheld or changed: the rule, and where it looked (element, code) for the audit log."""
+    rule: str
+    element: str | None = None
+    code: str | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in (("rule", self.rule), ("element", self.element), ("code", self.code)) if v}
+
+
+class SensitiveDataError(ConfigError):
+    """A value-set file is missing or malformed."""
+
+
+def scan(raw: bytes) -> tuple[list[bytes], list[bytes]]:
+    """All `code` values and all `reference` values in a resource's JSON."""
+    codes: list[bytes] = []
+    references: list[bytes] = []
+    for key, value in _TOKENS.findall(raw):
+        (codes if key == b"code" else references).append(value)
+    return codes, references
+
+
+def _normal(code: str | bytes) -> bytes:
+    data = code.encode() if isinstance(code, str) else code
+    return data.replace(b".", b"").upper()
+
+
+def _codings(node: object, path: str) -> Iterator[tuple[str, dict]]:
+    if isinstance(node, dict):
+        if "code" in node and isinstance(node.get("code"), str):
+            yield path, node
+        for key, value in node.items():
+            if isinstance(value, (dict, list)):
+                yield from _codings(value, f"{path}.{key}" if path else key)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _codings(value, f"{path}[{i}]")
+
+
+def _texts(node: object, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else key
+            if key in ("display", "text") and isinstance(value, str):
+                yield where, value
+            elif isinstance(value, (dict, list)):
+                yield from _texts(value, where)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _texts(value, f"{path}[{i}]")
+
+
+class SensitiveData:
+    def __init__(self, entries: Iterable[tuple[str, frozenset[str], list[str], list[str]]], words: dict[str, str],
+                 labels: set[tuple[str, str]], part2_identifiers: set[tuple[str, str]]) -> None:
+        self._exact: dict[bytes, list[tuple[frozenset[str], str]]] = {}
+        self._prefixes: dict[int, dict[bytes, list[tuple[frozenset[str], str]]]] = {}
+        for category, systems, codes, prefixes in entries:
+            for code in codes:
+                self._exact.setdefault(_normal(code), []).append((systems, category))
+            for prefix in prefixes:
+                normal = _normal(prefix)
+                self._prefixes.setdefault(len(normal), {}).setdefault(normal, []).append((systems, category))
+        self._prefix_lengths = sorted(self._prefixes)
+        self._words = words
+        self._word_pattern = re.compile(
+            rb'"(?:display|text)"\s*:\s*"[^"]*?\b(' + b"|".join(re.escape(w.encode()) for w in sorted(words)) + rb')\b',
+            re.IGNORECASE) if words else None
+        self._labels = labels
+        self._part2 = part2_identifiers
+
+    @classmethod
+    def load(cls, directory: Path | None = None, categories: Iterable[str] | None = None) -> "SensitiveData":
+        folder = directory or PACKAGED_DATA
+        wanted = set(categories) if categories is not None else None
+        entries, words = [], {}
+        found = set()
+        for path in sorted(folder.glob("*.json")):
+            if path.stem in _NOT_CATEGORIES or (wanted is not None and path.stem not in wanted):
+                continue
+            document = _read(path)
+            category = document.get("category", path.stem)
+            found.add(path.stem)
+            for include in document.get("include", []):
+                entries.append((category, frozenset(include["systems"]), include.get("codes", []),
+                                include.get("prefixes", [])))
+            for word in document.get("text", []):
+                words[word.lower()] = category
+        if wanted is not None and wanted - found:
+            raise SensitiveDataError(f"no value-set file for {sorted(wanted - found)} in {folder}")
+        labels = {(system, code) for entry in _read(folder / "security-labels.json").get("labels", [])
+                  for system in entry["systems"] for code in entry["codes"]}
+        part2 = {(i.get("system", ""), i["value"])
+                 for i in _read(folder / "part2-organizations.json").get("identifiers", [])}
+        return cls(entries, words, labels, part2)
+
+    def label(self, resource: dict) -> Reason | None:
+        meta = resource.get("meta")
+        for i, coding in enumerate(meta.get("security") or () if isinstance(meta, dict) else ()):
+            if isinstance(coding, dict) and (coding.get("system"), coding.get("code")) in self._labels:
+                return Reason("security-label", f"meta.security[{i}]", f"{coding.get('system')}|{coding.get('code')}")
+        return None
+
+    def _candidate(self, code: bytes) -> bool:
+        normal = _normal(code)
+        if normal in self._exact:
+            return True
+        return any(normal[:n] in self._prefixes[n] for n in self._prefix_lengths if n <= len(normal))
+
+    def _matches(self, system: object, code: str) -> str | None:
+        normal = _normal(code)
+        hits = list(self._exact.get(normal, ()))
+        for n in self._prefix_lengths:
+            hits += self._prefixes[n].get(normal[:n], ())
+        return next((category for systems, category in hits if system in systems), None)
+
+    def coded(self, resource: dict, codes: Iterable[bytes], raw: bytes) -> Reason | None:
+        """A code from a sensitive value set anywhere in the resource (contained resources too), or a sensitive
+        word in a display or text."""
+        if any(self._candidate(code) for code in codes):
+            for path, coding in _codings(resource, ""):
+                category = self._matches(coding.get("system"), coding["code"])
+                if category is not None:
+                    return Reason(f"sensitive-code:{category}", path, f"{coding.get('system')}|{coding['code']}")
+        if self._word_pattern is not None:
+            match = self._word_pattern.search(raw)
+            if match:
+                word = match[1].decode().lower()
+                for path, text in _texts(resource, ""):
+                    if word in text.lower():
+                        return Reason(f"sensitive-text:{self._words[word]}", path, word)
+        return None
+
+    def part2_program(self, resource: dict) -> Reason | None:
+        if resource.get("resourceType") != "Organization" or not self._part2:
+            return None
+        for i, identifier in enumerate(resource.get("identifier") or ()):
+            if isinstance(identifier, dict) and (identifier.get("system", ""), identifier.get("value")) in self._part2:
+                return Reason("part2-program", f"identifier[{i}]", f"{identifier.get('system')}|{identifier['value']}")
+        return None
+
+    def direct(self, resource: dict, raw: bytes | None = None) -> Reason | None:
+        """Sensitive by itself (not through what it references)."""
+        raw = orjson.dumps(resource) if raw is None else raw
+        codes, _ = scan(raw)
+        return self.label(resource) or self.part2_program(resource) or self.coded(resource, codes, raw)
+
+
+def _read(path: Path) -> dict:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SensitiveDataError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(document, dict):
+        raise SensitiveDataError(f"{path} must hold a JSON object")
+    return document

@@ -47,6 +47,8 @@ def patient_id_of_reference(reference: object) -> str | None:
     """`Patient/123`, `https://x/fhir/Patient/123` or `Patient/123/_history/2` → "123"; anything else → None."""
     if not isinstance(reference, str):
         return None
+    if reference.startswith("Patient/") and reference.count("/") == 1:
+        return reference[8:] or None
     parts = reference.split("/")
     for i in range(len(parts) - 2, -1, -1):
         if parts[i] == "Patient" and parts[i + 1] and parts[i + 1] != "_history":

@@ -19,7 +19,7 @@ import orjson
 from sidecar.access.compartment import is_member_data, member_of
 from sidecar.disclosure.resolver import Fetch, ReferenceSensitivity, reference_of
 from sidecar.disclosure.rules import REGULAR, SENSITIVE, Decision, DisclosureRules, normal_reference, references_of
-from sidecar.disclosure.sensitivity import Reason, scan
+from sidecar.disclosure.sensitivity import Reason, references_in
 
 MATCH, INCLUDE = "match", "include"
 
@@ -72,7 +72,7 @@ class AnswerFilter:
         pointed_to: dict[str, str] = {}        # ref pointed to by released data → most permissive policy
 
         def point(raw: bytes, policy: str) -> None:
-            for ref in references_of(scan(raw)[1]):
+            for ref in references_of(references_in(raw)):
                 if pointed_to.get(ref) != SENSITIVE:
                     pointed_to[ref] = policy
 

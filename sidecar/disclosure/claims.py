@@ -45,11 +45,19 @@ def claim_kind(eob: dict) -> str:
     return "professional"
 
 
+def _kept_category(category: object) -> bool:
+    if isinstance(category, dict):
+        for coding in category.get("coding") or ():
+            if isinstance(coding, dict) and coding.get("code") in KEPT_ADJUDICATIONS:
+                return True
+    return False
+
+
 def _adjudications(entries: object) -> list[dict]:
     kept = []
     for entry in entries if isinstance(entries, list) else ():
-        if isinstance(entry, dict) and KEPT_ADJUDICATIONS.intersection(_codes(entry.get("category"))):
-            kept.append({k: v for k, v in entry.items() if k != "amount"})
+        if isinstance(entry, dict) and _kept_category(entry.get("category")):
+            kept.append({k: v for k, v in entry.items() if k != "amount"} if "amount" in entry else entry)
     return kept
 
 

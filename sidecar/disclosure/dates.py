@@ -51,11 +51,16 @@ class Window:
     start: datetime
     start_day: date
     tz: tzinfo
+    # ISO days two days either side of the start: no offset moves a value's written day across them, so a value
+    # whose day is outside that band is decided by comparing text, without parsing (most values are).
+    clearly_inside: str
+    clearly_outside: str
 
     @classmethod
     def since(cls, start: datetime, tz: tzinfo) -> "Window":
         local = start.astimezone(tz)
-        return cls(local, local.date(), tz)
+        day = local.date()
+        return cls(local, day, tz, (day + timedelta(days=2)).isoformat(), (day - timedelta(days=2)).isoformat())
 
     def contains(self, moment: date | datetime) -> bool:
         if isinstance(moment, datetime):
@@ -63,6 +68,12 @@ class Window:
         return moment >= self.start_day
 
     def contains_value(self, value: object) -> bool:
+        if type(value) is str and len(value) >= 10 and value[4] == "-" and value[7] == "-":
+            day = value[:10]
+            if day >= self.clearly_inside:
+                return True
+            if day < self.clearly_outside:
+                return False
         moment = parse_fhir_moment(value, self.tz)
         return moment is not None and self.contains(moment)
 

@@ -18,7 +18,7 @@ from typing import Awaitable, Callable, Iterable
 import orjson
 
 from sidecar.disclosure.rules import references_of
-from sidecar.disclosure.sensitivity import Reason, SensitiveData, scan
+from sidecar.disclosure.sensitivity import Reason, SensitiveData, references_in
 from sidecar.fhir.resource_types import R4_RESOURCE_TYPES
 
 MAX_HOPS = 3
@@ -36,8 +36,7 @@ class _Node:
 
 def _node_of(sensitive: SensitiveData, resource: dict, raw: bytes | None, at: float) -> _Node:
     raw = orjson.dumps(resource) if raw is None else raw
-    _, references = scan(raw)
-    return _Node(sensitive.direct(resource, raw), tuple(references_of(references)), at)
+    return _Node(sensitive.direct(resource, raw), tuple(references_of(references_in(raw))), at)
 
 
 def reference_of(resource: dict) -> str | None:

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Mapping
+import functools
+import re
+from functools import cached_property
+from typing import Mapping, NamedTuple
 
 import orjson
 
@@ -22,7 +25,7 @@ from sidecar.access.compartment import MEMBER_DATA, member_of
 from sidecar.disclosure.claims import non_financial
 from sidecar.disclosure.dates import Window, lookback_window, months_window
 from sidecar.disclosure.prior_auth import is_prior_authorization, prior_authorization_reason
-from sidecar.disclosure.sensitivity import Reason, SensitiveData, scan
+from sidecar.disclosure.sensitivity import Reason, SensitiveData, references_in, trie_pattern
 from sidecar.disclosure.service_dates import DISCLOSED_MEMBER_TYPES, ONGOING, SERVICE_DATES, UNDATED_PASS
 
 REGULAR = "regular"
@@ -56,8 +59,7 @@ def references_of(raw_references: list[bytes]) -> list[str]:
     return found
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     resource: dict | None
     """What leaves (possibly changed), or None when withheld."""
     reason: Reason | None = None
@@ -78,6 +80,16 @@ class DisclosureContext:
     sensitive_refs: Mapping[str, Reason] = field(default_factory=dict)
     """`Type/id` of referenced resources known to be sensitive, with why."""
 
+    @cached_property
+    def sensitive_ref_pattern(self) -> re.Pattern[bytes] | None:
+        """Finds a reference to any of them in JSON, relative or absolute, with or without a version."""
+        return _reference_pattern(frozenset(self.sensitive_refs)) if self.sensitive_refs else None
+
+
+@functools.lru_cache(maxsize=256)
+def _reference_pattern(refs: frozenset[str]) -> re.Pattern[bytes]:
+    return re.compile(rb'"reference"\s*:\s*"(?:[^"]*/)?(' + trie_pattern(refs) + rb')(?:/_history/[^"]*)?"')
+
 
 class DisclosureRules:
     def __init__(self, sensitive: SensitiveData, tz: tzinfo, lookback_years: int = 5, prior_auth_months: int = 12,
@@ -96,14 +108,13 @@ class DisclosureRules:
     def sensitivity(self, resource: dict, ctx: DisclosureContext, raw: bytes | None = None) -> Reason | None:
         """Sensitive by itself or through a sensitive resource it points to."""
         raw = orjson.dumps(resource) if raw is None else raw
-        codes, references = scan(raw)
         found = (self.sensitive.label(resource) or self.sensitive.part2_program(resource)
-                 or self.sensitive.coded(resource, codes, raw))
-        if found is None and ctx.sensitive_refs:
-            for ref in references_of(references):
-                inner = ctx.sensitive_refs.get(ref)
-                if inner is not None:
-                    return Reason("sensitive-reference", "reference", f"{ref} ({inner.rule})")
+                 or self.sensitive.coded(resource, raw))
+        if found is None and ctx.sensitive_ref_pattern is not None:
+            match = ctx.sensitive_ref_pattern.search(raw)
+            if match:
+                ref = match[1].decode()
+                return Reason("sensitive-reference", "reference", f"{ref} ({ctx.sensitive_refs[ref].rule})")
         return found
 
     def _dated(self, resource: dict, resource_type: str, ctx: DisclosureContext) -> Reason | None:

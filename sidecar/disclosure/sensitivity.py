@@ -4,17 +4,16 @@ The value sets, labels and Part 2 organizations are JSON files (`sidecar/disclos
 with `sensitive_data_dir`); each category file (sud, hiv, mental-health, reproductive-health...) lists codes and
 code prefixes per code system, and words matched in displays and texts for data coded in other systems.
 
-Speed matters here: every NDJSON line of an export passes through. So codes and references are found with one
-regular-expression pass over the resource's JSON bytes, and only a candidate code is confirmed by walking the
-resource (which also names the element for the audit log).
+Speed matters here: every NDJSON line of an export passes through. So sensitive codes and words are looked for
+with a regular-expression pass over the resource's JSON bytes (in C), and only a hit is confirmed by walking the
+resource, which checks the code system and names the element for the audit log.
 """
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import orjson
 
@@ -23,11 +22,13 @@ from sidecar.config import ConfigError
 PACKAGED_DATA = Path(__file__).parent / "data"
 _NOT_CATEGORIES = frozenset({"security-labels", "part2-organizations"})
 
-_TOKENS = re.compile(rb'"(code|reference)"\s*:\s*"((?:[^"\\]|\\.)*)"')
+# A JSON string's content, written "unrolled" (runs of plain characters between escapes): Python's engine is
+# several times faster on it than on an alternation per character.
+_STRING = rb'"([^"\\]*(?:\\.[^"\\]*)*)"'
+_REFERENCES = re.compile(rb'"reference"\s*:\s*' + _STRING)
 
 
-@dataclass(frozen=True)
-class Reason:
+class Reason(NamedTuple):
     """Why a resource was withheld or changed: the rule, and where it looked (element, code) for the audit log."""
     rule: str
     element: str | None = None
@@ -41,13 +42,45 @@ class SensitiveDataError(ConfigError):
     """A value-set file is missing or malformed."""
 
 
-def scan(raw: bytes) -> tuple[list[bytes], list[bytes]]:
-    """All `code` values and all `reference` values in a resource's JSON."""
-    codes: list[bytes] = []
-    references: list[bytes] = []
-    for key, value in _TOKENS.findall(raw):
-        (codes if key == b"code" else references).append(value)
-    return codes, references
+def references_in(raw: bytes) -> list[bytes]:
+    """Every `reference` value in a resource's JSON."""
+    return _REFERENCES.findall(raw)
+
+
+_DISPLAYS = re.compile(rb'"display"\s*:\s*' + _STRING)
+_TEXT_VALUES = re.compile(rb'"text"\s*:\s*' + _STRING)
+_UNSEEN = object()
+_TEXT_MEMORY = 50_000
+
+
+def _spellings(code: str) -> set[str]:
+    """How a code may be written: as listed, in lower case, and for ICD-style codes with the dot (`F10.20`)."""
+    forms = {code}
+    if len(code) > 3 and code[0].isalpha():
+        forms.add(f"{code[:3]}.{code[3:]}")
+    return forms | {form.lower() for form in forms}
+
+
+def trie_pattern(strings: Iterable[str]) -> bytes:
+    """One regular expression matching any of `strings`, factored as a trie: Python's engine tries alternatives
+    one by one, so a flat alternation of hundreds of codes is several times slower than branching per character."""
+    trie: dict = {}
+    for string in strings:
+        node = trie
+        for ch in string:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict) -> bytes:
+        branches = [re.escape(ch.encode()) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return b""
+        body = branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+        if "" in node:
+            body = (body if len(branches) == 1 and len(branches[0]) == 1 else b"(?:" + body + b")") + b"?"
+        return body
+
+    return build(trie)
 
 
 def _normal(code: str | bytes) -> bytes:
@@ -92,10 +125,15 @@ class SensitiveData:
                 normal = _normal(prefix)
                 self._prefixes.setdefault(len(normal), {}).setdefault(normal, []).append((systems, category))
         self._prefix_lengths = sorted(self._prefixes)
+        spellings = {form + '"' for code in codes_of(self._exact) for form in _spellings(code)}
+        spellings |= {form for prefix in codes_of(p for by_length in self._prefixes.values() for p in by_length)
+                      for form in _spellings(prefix)}
+        # One C-level pass over the JSON finds any `"code": "<sensitive>"`; only then is the resource walked.
+        self._code_pattern = re.compile(rb'"code"\s*:\s*"' + trie_pattern(spellings)) if spellings else None
+        self._text_verdicts: dict[bytes, str | None] = {}
         self._words = words
-        self._word_pattern = re.compile(
-            rb'"(?:display|text)"\s*:\s*"[^"]*?\b(' + b"|".join(re.escape(w.encode()) for w in sorted(words)) + rb')\b',
-            re.IGNORECASE) if words else None
+        self._word_pattern = re.compile(rb"\b(" + b"|".join(re.escape(w.encode()) for w in sorted(words)) + rb")\b") \
+            if words else None
         self._labels = labels
         self._part2 = part2_identifiers
 
@@ -131,12 +169,6 @@ class SensitiveData:
                 return Reason("security-label", f"meta.security[{i}]", f"{coding.get('system')}|{coding.get('code')}")
         return None
 
-    def _candidate(self, code: bytes) -> bool:
-        normal = _normal(code)
-        if normal in self._exact:
-            return True
-        return any(normal[:n] in self._prefixes[n] for n in self._prefix_lengths if n <= len(normal))
-
     def _matches(self, system: object, code: str) -> str | None:
         normal = _normal(code)
         hits = list(self._exact.get(normal, ()))
@@ -144,22 +176,45 @@ class SensitiveData:
             hits += self._prefixes[n].get(normal[:n], ())
         return next((category for systems, category in hits if system in systems), None)
 
-    def coded(self, resource: dict, codes: Iterable[bytes], raw: bytes) -> Reason | None:
+    def coded(self, resource: dict, raw: bytes) -> Reason | None:
         """A code from a sensitive value set anywhere in the resource (contained resources too), or a sensitive
         word in a display or text."""
-        if any(self._candidate(code) for code in codes):
+        if self._code_pattern is not None and self._code_pattern.search(raw):
             for path, coding in _codings(resource, ""):
                 category = self._matches(coding.get("system"), coding["code"])
                 if category is not None:
                     return Reason(f"sensitive-code:{category}", path, f"{coding.get('system')}|{coding['code']}")
-        if self._word_pattern is not None:
-            match = self._word_pattern.search(raw)
-            if match:
-                word = match[1].decode().lower()
-                for path, text in _texts(resource, ""):
-                    if word in text.lower():
-                        return Reason(f"sensitive-text:{self._words[word]}", path, word)
+        if self._word_pattern is not None and self._any_sensitive_text(raw):
+            for path, text in _texts(resource, ""):
+                word = self._sensitive_text(text.encode())
+                if word is not None:
+                    return Reason(f"sensitive-text:{self._words[word]}", path, word)
         return None
+
+    def _any_sensitive_text(self, raw: bytes) -> bool:
+        verdicts = self._text_verdicts
+        values = _DISPLAYS.findall(raw)
+        if b'"text"' in raw:
+            values += _TEXT_VALUES.findall(raw)
+        for value in values:
+            verdict = verdicts.get(value, _UNSEEN)
+            if verdict is _UNSEEN:
+                verdict = self._sensitive_text(value)
+            if verdict is not None:
+                return True
+        return False
+
+    def _sensitive_text(self, value: bytes) -> str | None:
+        """The sensitive word in a display or text, if any; remembered, since displays repeat across resources."""
+        try:
+            return self._text_verdicts[value]
+        except KeyError:
+            match = self._word_pattern.search(value.lower()) if self._word_pattern is not None else None
+            verdict = match[1].decode() if match else None
+            if len(self._text_verdicts) >= _TEXT_MEMORY:
+                self._text_verdicts.clear()
+            self._text_verdicts[value] = verdict
+            return verdict
 
     def part2_program(self, resource: dict) -> Reason | None:
         if resource.get("resourceType") != "Organization" or not self._part2:
@@ -172,8 +227,11 @@ class SensitiveData:
     def direct(self, resource: dict, raw: bytes | None = None) -> Reason | None:
         """Sensitive by itself (not through what it references)."""
         raw = orjson.dumps(resource) if raw is None else raw
-        codes, _ = scan(raw)
-        return self.label(resource) or self.part2_program(resource) or self.coded(resource, codes, raw)
+        return self.label(resource) or self.part2_program(resource) or self.coded(resource, raw)
+
+
+def codes_of(normalized: Iterable[bytes]) -> list[str]:
+    return [code.decode() for code in normalized]
 
 
 def _read(path: Path) -> dict:

@@ -26,6 +26,10 @@ _NOT_CATEGORIES = frozenset({"security-labels", "part2-organizations"})
 # several times faster on it than on an alternation per character.
 _STRING = rb'"([^"\\]*(?:\\.[^"\\]*)*)"'
 _REFERENCES = re.compile(rb'"reference"\s*:\s*' + _STRING)
+_DISPLAYS = re.compile(rb'"display"\s*:\s*' + _STRING)
+_TEXT_VALUES = re.compile(rb'"text"\s*:\s*' + _STRING)
+_UNSEEN = object()
+_TEXT_MEMORY = 50_000
 
 
 class Reason(NamedTuple):
@@ -45,12 +49,6 @@ class SensitiveDataError(ConfigError):
 def references_in(raw: bytes) -> list[bytes]:
     """Every `reference` value in a resource's JSON."""
     return _REFERENCES.findall(raw)
-
-
-_DISPLAYS = re.compile(rb'"display"\s*:\s*' + _STRING)
-_TEXT_VALUES = re.compile(rb'"text"\s*:\s*' + _STRING)
-_UNSEEN = object()
-_TEXT_MEMORY = 50_000
 
 
 def _spellings(code: str) -> set[str]:
@@ -125,9 +123,9 @@ class SensitiveData:
                 normal = _normal(prefix)
                 self._prefixes.setdefault(len(normal), {}).setdefault(normal, []).append((systems, category))
         self._prefix_lengths = sorted(self._prefixes)
-        spellings = {form + '"' for code in codes_of(self._exact) for form in _spellings(code)}
-        spellings |= {form for prefix in codes_of(p for by_length in self._prefixes.values() for p in by_length)
-                      for form in _spellings(prefix)}
+        spellings = {form + '"' for code in self._exact for form in _spellings(code.decode())}
+        spellings |= {form for by_length in self._prefixes.values() for prefix in by_length
+                      for form in _spellings(prefix.decode())}
         # One C-level pass over the JSON finds any `"code": "<sensitive>"`; only then is the resource walked.
         self._code_pattern = re.compile(rb'"code"\s*:\s*"' + trie_pattern(spellings)) if spellings else None
         self._text_verdicts: dict[bytes, str | None] = {}
@@ -228,10 +226,6 @@ class SensitiveData:
         """Sensitive by itself (not through what it references)."""
         raw = orjson.dumps(resource) if raw is None else raw
         return self.label(resource) or self.part2_program(resource) or self.coded(resource, raw)
-
-
-def codes_of(normalized: Iterable[bytes]) -> list[str]:
-    return [code.decode() for code in normalized]
 
 
 def _read(path: Path) -> dict:

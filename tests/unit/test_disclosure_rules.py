@@ -275,3 +275,19 @@ def test_only_the_chosen_categories_count():
 def test_a_missing_category_file_is_a_configuration_error():
     with pytest.raises(SensitiveDataError, match="no-such"):
         SensitiveData.load(categories=["sud", "no-such"])
+
+
+@pytest.mark.parametrize("code", ["F1020", "F10.20", "f10.20"])
+def test_icd_codes_match_with_or_without_the_dot_and_in_any_case(code):
+    assert not decide(condition(code)).released
+
+
+def test_an_exact_code_does_not_match_a_longer_one():
+    assert decide(condition("18190", system=RXNORM)).released
+
+
+def test_a_display_with_escaped_quotes_is_still_read():
+    request = {"resourceType": "MedicationRequest", "subject": {"reference": "Patient/p1"}, "authoredOn": "2026-01-01",
+               "medicationCodeableConcept": {"coding": [{"system": "urn:local", "code": "7",
+                                                         "display": 'the "blue" methadone tablet'}]}}
+    assert decide(request).reason.rule == "sensitive-text:sud"

@@ -40,3 +40,18 @@ def test_unknown_yaml_key_is_refused(tmp_path: Path):
     config.write_text("prot: 1\n")
     with pytest.raises(ConfigError, match="prot"):
         load_settings(config, environ={})
+
+
+@pytest.mark.parametrize("raw, expected", [("true", True), ("1", True), ("yes", True), ("false", False), ("0", False)])
+def test_boolean_settings_read_common_spellings(raw, expected):
+    assert load_settings(environ={"SIDECAR_DRUG_PRIOR_AUTHORIZATIONS": raw}).drug_prior_authorizations is expected
+
+
+def test_a_boolean_setting_refuses_anything_else():
+    with pytest.raises(ConfigError, match="drug_prior_authorizations"):
+        load_settings(environ={"SIDECAR_DRUG_PRIOR_AUTHORIZATIONS": "maybe"})
+
+
+def test_an_unknown_time_zone_is_refused():
+    with pytest.raises(ConfigError, match="service_date_timezone"):
+        load_settings(environ={"SIDECAR_SERVICE_DATE_TIMEZONE": "Mars/Olympus"})

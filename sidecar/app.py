@@ -26,6 +26,8 @@ from sidecar.disclosure.answers import AnswerFilter
 from sidecar.disclosure.resolver import ReferenceSensitivity
 from sidecar.disclosure.rules import DisclosureRules
 from sidecar.disclosure.sensitivity import SensitiveData
+from sidecar.matching.operation import MemberMatch, advertise_member_match
+from sidecar.matching.scoring import Scorer, load_nicknames, load_weights
 from sidecar.proxy.guarded import GuardedReader
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.rewrite import UrlMap
@@ -93,6 +95,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     disclosure = AnswerFilter(rules, ReferenceSensitivity(sensitive, upstream.by_ids, settings.disclosure_cache_seconds),
                               upstream.by_ids)
     proxy = ProxyHandler(upstream, url_map, GuardedReader(upstream, url_map, PageOwners(), disclosure))
+    weights = load_weights(Path(settings.match_weights_file) if settings.match_weights_file else None)
+    member_match = MemberMatch(settings, upstream, store, directory, Scorer(weights, load_nicknames()))
+    capability.contributors.append(advertise_member_match)
 
     async def lifecycle(app: web.Application):
         await upstream.start()
@@ -116,6 +121,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.router.add_get("/fhir/.well-known/smart-configuration", discovery)
     app.router.add_get("/.well-known/smart-configuration", discovery)
     app.router.add_post("/auth/token", token_endpoint.handle)
+    app.router.add_post("/fhir/Patient/$member-match", member_match.handle)
     app.router.add_route("*", "/fhir", proxy.handle)
     app.router.add_route("*", "/fhir/{tail:.*}", proxy.handle)
     return app

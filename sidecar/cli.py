@@ -20,7 +20,9 @@ from sidecar.auth.tokens import create_signing_key
 from sidecar.client.smart import ClientKey, TokenRequestFailed, request_token
 from sidecar.config import ConfigError, load_settings
 from sidecar.store.clients import Client, ClientError, add_client, all_clients, get_client, set_enabled
+from sidecar.matching.revocation import inactivate_consent
 from sidecar.store.db import Store
+from sidecar.store.grants import revoke_grants
 
 log = logging.getLogger("sidecar")
 
@@ -92,6 +94,26 @@ def _clients_enable(enabled: bool):
         print(_describe(client))
         return 0
     return run
+
+
+def _consent_revoke(args: argparse.Namespace) -> int:
+    """A member's opt-out: their grants end at once (the running server notices within state_refresh_seconds),
+    and the Consents stored at HAPI are marked inactive."""
+    settings = load_settings(args.config)
+    store = Store(settings.data_dir)
+    ended = revoke_grants(store, args.member, args.organization)
+    _admin(store, "consent-revoked", None, {"member": args.member, "organization": args.organization,
+                                            "grants": len(ended)})
+    print(f"revoked {len(ended)} grant(s) of Patient/{args.member}")
+    failed = 0
+    for consent in sorted({row["consent"] for row in ended if row["consent"]}):
+        try:
+            inactivate_consent(settings.upstream_base, consent)
+        except OSError as exc:
+            failed += 1
+            print(f"pdex-sidecar: {consent} at HAPI is still active ({exc}); the grant is revoked regardless",
+                  file=sys.stderr)
+    return 1 if failed else 0
 
 
 DEMO_CLIENT = "demo-operator"
@@ -192,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
                                  parents=[common])
         sub.add_argument("client_id")
         sub.set_defaults(run=_clients_enable(enabled))
+
+    consent = commands.add_parser("consent", help="members' consents").add_subparsers(dest="consent_command",
+                                                                                      required=True)
+    revoke = consent.add_parser("revoke", help="record a member's opt-out, effective at once", parents=[common])
+    revoke.add_argument("--member", required=True, help="the member's Patient id at this payer")
+    revoke.add_argument("--organization", help="only grants to this organization (default: all)")
+    revoke.set_defaults(run=_consent_revoke)
 
     keys = commands.add_parser("keys", help="the sidecar's token signing keys").add_subparsers(
         dest="keys_command", required=True)

@@ -42,6 +42,18 @@ class Settings:
     sensitive_data_dir: str = ""
     sensitive_categories: str = "sud,hiv,mental-health,reproductive-health"
     disclosure_cache_seconds: float = 30.0
+    payer_identifiers: str = ""
+    member_identifier_system: str = ""
+    member_match_consent_required: bool = False
+    member_match_member_id: bool = True
+    match_threshold: float = 14.0
+    match_margin: float = 6.0
+    match_demographic_minimum: float = 8.0
+    match_weights_file: str = ""
+    match_window_seconds: float = 3600.0
+    match_card_variants: int = 3
+    match_failure_floor: int = 20
+    match_failure_rate: float = 0.9
 
     @property
     def upstream_base(self) -> str:
@@ -84,6 +96,10 @@ class Settings:
             raise ConfigError("lookback_years must be between 1 and 100")
         if not 1 <= self.prior_auth_months <= 120:
             raise ConfigError("prior_auth_months must be between 1 and 120")
+        if self.match_margin < 0 or self.match_window_seconds <= 0 or self.match_card_variants < 1:
+            raise ConfigError("match_margin, match_window_seconds and match_card_variants must be positive")
+        if not 0 < self.match_failure_rate <= 1:
+            raise ConfigError("match_failure_rate must be in (0, 1]")
         if self.disclosure_cache_seconds < 0:
             raise ConfigError("disclosure_cache_seconds must not be negative")
         try:

@@ -37,10 +37,15 @@ def operator(sidecar_data: Path) -> Registered:
                            organization="Organization/this-payer")
 
 
+THIS_PAYER = "http://hl7.org/fhir/sid/us-npi|1234567893"
+"""How the test sidecar's payer is named in the source actor of member consents."""
+
+
 @pytest.fixture(scope="session")
 def sidecar(hapi: HapiServer, sidecar_data: Path, operator: Registered) -> Iterator[SidecarProcess]:
     process = SidecarProcess(hapi.base_url, sidecar_data,
-                             extra_env={"SIDECAR_STATE_REFRESH_SECONDS": str(STATE_REFRESH_SECONDS)}).start()
+                             extra_env={"SIDECAR_STATE_REFRESH_SECONDS": str(STATE_REFRESH_SECONDS),
+                                        "SIDECAR_PAYER_IDENTIFIERS": THIS_PAYER}).start()
     try:
         yield process
     finally:

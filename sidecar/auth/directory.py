@@ -68,6 +68,10 @@ class Directory:
             except Exception:
                 log.exception("state refresh failed; keeping the last known state")
 
+    def forget_grants(self, organization: str) -> None:
+        """This server changed the organization's grants itself (its own writes do not trip the watcher)."""
+        self._grants.pop(organization, None)
+
     async def patients_for(self, organization: str) -> Mapping[str, str]:
         """The members granted to an organization now, each with its consent policy."""
         now = time.monotonic()

@@ -23,7 +23,7 @@ log = logging.getLogger("sidecar.auth")
 OPEN_PATHS = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})
 REALM = 'Bearer realm="pdex-sidecar"'
 REFUSAL_KEY = web.RequestKey("refusal", str)
-DISCLOSURE_KEY = web.RequestKey("disclosure", dict)
+AUDIT_DETAIL_KEY = web.RequestKey("audit_detail", dict)
 # An audit record names at most this many withheld resources (a page of a search); the count is always exact.
 _WITHHELD_LISTED = 200
 
@@ -51,14 +51,18 @@ def note_refusal(request: web.Request, reason: str) -> None:
     request[REFUSAL_KEY] = reason
 
 
+def note_audit(request: web.Request, **detail: object) -> None:
+    """Facts a handler adds to the request's audit record (a match's field contributions, say)."""
+    request.setdefault(AUDIT_DETAIL_KEY, {}).update(detail)
+
+
 def note_disclosure(request: web.Request, withheld: list[dict], transformed: int) -> None:
     """What the disclosure filter withheld (with rule, element and code) or changed, for the request's audit record."""
-    noted = request.get(DISCLOSURE_KEY) or {"withheld": [], "withheld_count": 0, "transformed": 0}
-    room = _WITHHELD_LISTED - len(noted["withheld"])
-    noted["withheld"] += withheld[:max(room, 0)]
-    noted["withheld_count"] += len(withheld)
-    noted["transformed"] += transformed
-    request[DISCLOSURE_KEY] = noted
+    noted = request.setdefault(AUDIT_DETAIL_KEY, {})
+    listed = noted.setdefault("withheld", [])
+    listed += withheld[:max(_WITHHELD_LISTED - len(listed), 0)]
+    noted["withheld_count"] = noted.get("withheld_count", 0) + len(withheld)
+    noted["transformed"] = noted.get("transformed", 0) + transformed
 
 
 class BearerAuth:
@@ -117,4 +121,4 @@ class BearerAuth:
             self.audit.record(AuditRecord(
                 "request", "refused" if refused else "allowed", caller.client.client_id, caller.client.organization,
                 described, f"{status} {request.get(REFUSAL_KEY, '')}".strip() if refused else None,
-                {"status": status, **request.get(DISCLOSURE_KEY, {})}))
+                {"status": status, **request.get(AUDIT_DETAIL_KEY, {})}))

@@ -85,27 +85,48 @@ class Upstream:
             raise RuntimeError("upstream session used before app start-up")
         return self._session
 
+    async def search(self, resource_type: str, params: dict[str, str]) -> list[dict]:
+        """The resources of one type a HAPI search finds (first page; the sidecar's own lookups, never relayed)."""
+        try:
+            async with self.session.post(f"{self.base}/{resource_type}/_search", data=params,
+                                         headers={"Accept": "application/fhir+json"}) as resp:
+                if resp.status != 200:
+                    raise UpstreamError(502, "exception", "the FHIR server gave an unexpected answer")
+                bundle = orjson.loads(await resp.read())
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise classify_client_error(exc) from exc
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(502, "exception", "the FHIR server gave a malformed answer") from exc
+        found = []
+        for entry in bundle.get("entry") or () if isinstance(bundle, dict) else ():
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict) and resource.get("resourceType") == resource_type:
+                found.append(resource)
+        return found
+
     async def by_ids(self, resource_type: str, ids: list[str]) -> list[dict]:
-        """The resources of one type HAPI has among `ids` (the sidecar's own lookups; nothing is relayed)."""
+        """The resources of one type HAPI has among `ids`."""
         found: list[dict] = []
         for start in range(0, len(ids), _IDS_PER_SEARCH):
             chunk = ids[start:start + _IDS_PER_SEARCH]
-            form = {"_id": ",".join(chunk), "_count": str(len(chunk))}
-            try:
-                async with self.session.post(f"{self.base}/{resource_type}/_search", data=form,
-                                             headers={"Accept": "application/fhir+json"}) as resp:
-                    if resp.status != 200:
-                        raise UpstreamError(502, "exception", "the FHIR server gave an unexpected answer")
-                    bundle = orjson.loads(await resp.read())
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                raise classify_client_error(exc) from exc
-            except orjson.JSONDecodeError as exc:
-                raise UpstreamError(502, "exception", "the FHIR server gave a malformed answer") from exc
-            for entry in bundle.get("entry") or () if isinstance(bundle, dict) else ():
-                resource = entry.get("resource") if isinstance(entry, dict) else None
-                if isinstance(resource, dict) and resource.get("resourceType") == resource_type:
-                    found.append(resource)
+            found += await self.search(resource_type, {"_id": ",".join(chunk), "_count": str(len(chunk))})
         return found
+
+    async def create(self, resource: dict) -> dict:
+        """Store a resource the sidecar itself writes (a member's Consent); HAPI's stored version comes back."""
+        try:
+            async with self.session.post(f"{self.base}/{resource['resourceType']}", data=orjson.dumps(resource),
+                                         headers={"Content-Type": "application/fhir+json",
+                                                  "Accept": "application/fhir+json",
+                                                  "Prefer": "return=representation"}) as resp:
+                body = await resp.read()
+                if resp.status not in (200, 201):
+                    log.warning("upstream refused a write", extra={"status": resp.status, "body": body[:500].decode(
+                        "utf-8", "replace")})
+                    raise UpstreamError(502, "exception", "the FHIR server refused to store a resource")
+                return orjson.loads(body)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise classify_client_error(exc) from exc
 
     def forwarded_headers(self, request: web.Request, request_id: str) -> dict[str, str]:
         """Headers that tell HAPI who the client reached (so it emits public URLs) and which request this is."""

@@ -54,6 +54,15 @@ CREATE TABLE IF NOT EXISTS grants (
     revoked_at REAL
 );
 CREATE INDEX IF NOT EXISTS grants_by_organization ON grants (organization, patient_id);
+CREATE INDEX IF NOT EXISTS grants_by_patient ON grants (patient_id);
+CREATE TABLE IF NOT EXISTS match_attempts (
+    client_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    demographics_key TEXT NOT NULL,
+    card_key TEXT NOT NULL,
+    outcome TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS match_attempts_by_client ON match_attempts (client_id, at);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     at TEXT NOT NULL,

@@ -37,3 +37,15 @@ def granted_members(store: Store, organization: str, at: float | None = None) ->
         "AND valid_from <= ? AND (valid_until IS NULL OR valid_until > ?) ORDER BY valid_from, rowid",
         [organization, now, now])
     return {patient_id: policy_of(policy) for patient_id, policy in rows}
+
+
+def revoke_grants(store: Store, patient_id: str, organization: str | None = None, at: float | None = None) -> list[dict]:
+    """A member's opt-out: end every live grant of theirs (to one organization, or to all). Returns what ended."""
+    now = time.time() if at is None else at
+    where, args = "patient_id = ? AND revoked_at IS NULL", [patient_id]
+    if organization is not None:
+        where, args = where + " AND organization = ?", args + [organization]
+    with store.transaction():
+        ended = [dict(row) for row in store.db.query(f"SELECT organization, consent FROM grants WHERE {where}", args)]
+        store.db.execute(f"UPDATE grants SET revoked_at = ? WHERE {where}", [now, *args])
+    return ended

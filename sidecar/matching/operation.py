@@ -1,0 +1,267 @@
+"""`POST /fhir/Patient/$member-match` (HRex): parse and validate, check consent, throttle, match, grant, answer.
+
+Order matters for what a partner can learn. The request's shape and its Consent's terms (status, period, actors,
+policy) do not depend on who the member is, so they are checked before any matching: a consent that cannot be
+honoured is refused the same way whether or not the person exists. After matching, a refusal says only
+`not-found` or `multiple-matches`; which fields were close goes to the audit log, never to the partner.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from aiohttp import web
+from fhir.resources.R4B.parameters import Parameters
+from pydantic import ValidationError
+
+from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.auth.directory import Directory
+from sidecar.auth.middleware import forbidden, note_audit, note_refusal
+from sidecar.config import Settings
+from sidecar.fhir.outcome import fhir_json_response, outcome_response
+from sidecar.matching import throttle
+from sidecar.matching.candidates import CandidateSource, raw_card_ids
+from sidecar.matching.consent import ConsentTerms, evaluate
+from sidecar.matching.person import Person, person_of
+from sidecar.matching.scoring import Scorer, Verdict, decide
+from sidecar.proxy.upstream import Upstream, UpstreamError
+from sidecar.store.db import Store
+from sidecar.store.grants import Grant, add_grant
+
+log = logging.getLogger("sidecar.matching")
+
+OPERATION = "http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match"
+PARAMETER_TYPES = {"MemberPatient": "Patient", "CoverageToMatch": "Coverage", "CoverageToLink": "Coverage",
+                   "Consent": "Consent"}
+MAX_BODY = 1024 * 1024
+MEMBER_TYPE = [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"},
+               {"system": "http://hl7.org/fhir/us/davinci-hrex/CodeSystem/hrex-temp", "code": "UMB"}]
+
+
+@dataclass(frozen=True)
+class MatchRequest:
+    patient: dict
+    coverage: dict
+    consent: dict | None
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, expression: str | None = None) -> None:
+        super().__init__(message)
+        self.expression = expression
+
+
+def _where(location: tuple[Any, ...], names: list[str]) -> str:
+    parts = ["Parameters"]
+    for i, part in enumerate(location):
+        if isinstance(part, int) and i > 0 and location[i - 1] == "parameter" and part < len(names):
+            parts[-1] += f"[{names[part]}]"
+        elif isinstance(part, int):
+            parts[-1] += f"[{part}]"
+        else:
+            parts.append(str(part))
+    return ".".join(parts)
+
+
+def parse(body: object) -> MatchRequest:
+    """The operation's input, validated with fhir.resources (FHIR R4B models, R4-compatible for these types)."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise BadRequest("the body must be a Parameters resource")
+    raw_parameters = body.get("parameter") if isinstance(body.get("parameter"), list) else []
+    names = [p.get("name") if isinstance(p, dict) else "" for p in raw_parameters]
+    try:
+        Parameters.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise BadRequest(f"{first['msg']}", _where(tuple(first["loc"]), names)) from exc
+    found: dict[str, dict] = {}
+    for name, parameter in zip(names, raw_parameters):
+        if name not in PARAMETER_TYPES:
+            raise BadRequest(f"unknown parameter {name!r}", f"Parameters.parameter[{name}]")
+        if name in found:
+            raise BadRequest(f"parameter {name} is given more than once", f"Parameters.parameter[{name}]")
+        resource = parameter.get("resource")
+        if not isinstance(resource, dict) or resource.get("resourceType") != PARAMETER_TYPES[name]:
+            raise BadRequest(f"parameter {name} must carry a {PARAMETER_TYPES[name]} resource",
+                             f"Parameters.parameter[{name}].resource")
+        found[name] = resource
+    for name in ("MemberPatient", "CoverageToMatch"):
+        if name not in found:
+            raise BadRequest(f"parameter {name} is required", f"Parameters.parameter[{name}]")
+    patient, coverage = found["MemberPatient"], found["CoverageToMatch"]
+    if not (patient.get("name") and patient.get("birthDate")):
+        raise BadRequest("MemberPatient needs a name and a birthDate", "Parameters.parameter[MemberPatient].resource")
+    if patient.get("id"):
+        for name, element in (("CoverageToMatch", "beneficiary"), ("Consent", "patient")):
+            reference = (found.get(name) or {}).get(element, {}).get("reference")
+            if reference and reference != f"Patient/{patient['id']}":
+                raise BadRequest(f"{name}.{element} must refer to the MemberPatient (Patient/{patient['id']})",
+                                 f"Parameters.parameter[{name}].resource.{element}")
+    return MatchRequest(patient, coverage, found.get("Consent"))
+
+
+def member_identifier(patient: dict, coverages: list[dict], system: str) -> dict:
+    """The member's identifier at this payer: a Patient identifier typed MB/UMB, else one in the configured
+    system, else the card's subscriber id, else the Patient id."""
+    identifiers = [i for i in patient.get("identifier") or () if isinstance(i, dict) and i.get("value")]
+    for identifier in identifiers:
+        codes = {c.get("code") for c in (identifier.get("type") or {}).get("coding") or () if isinstance(c, dict)}
+        if codes & {"MB", "UMB"}:
+            return {"system": identifier.get("system"), "value": identifier["value"]}
+    for identifier in identifiers:
+        if system and identifier.get("system") == system:
+            return {"system": system, "value": identifier["value"]}
+    for coverage in coverages:
+        if coverage.get("subscriberId"):
+            return {"value": coverage["subscriberId"]}
+    return {"value": patient["id"]}
+
+
+def _logical(reference: object) -> object:
+    """Another payer's literal reference cannot resolve here; keep what identifies it (identifier, display)."""
+    if not isinstance(reference, dict):
+        return reference
+    kept = {k: v for k, v in reference.items() if k in ("identifier", "display", "type")}
+    if "reference" in reference and "display" not in kept:
+        kept["display"] = str(reference["reference"])
+    return kept
+
+
+def consent_to_store(consent: dict, patient_id: str, organization: str) -> dict:
+    stored = {k: v for k, v in consent.items() if k not in ("id", "meta", "contained")}
+    stored["patient"] = {"reference": f"Patient/{patient_id}"}
+    stored["performer"] = [{"reference": f"Patient/{patient_id}"}]
+    stored["identifier"] = [{"system": "urn:pdex-sidecar:member-match-requester", "value": organization}]
+    provision = dict(stored.get("provision") or {})
+    provision["actor"] = [{**actor, "reference": _logical(actor.get("reference"))}
+                          for actor in provision.get("actor") or () if isinstance(actor, dict)]
+    stored["provision"] = provision
+    stored.pop("sourceReference", None)
+    if isinstance(consent.get("sourceReference"), dict):
+        stored["sourceReference"] = _logical(consent["sourceReference"])
+    return stored
+
+
+class MemberMatch:
+    def __init__(self, settings: Settings, upstream: Upstream, store: Store, directory: Directory,
+                 scorer: Scorer) -> None:
+        self.settings = settings
+        self.upstream = upstream
+        self.store = store
+        self.directory = directory
+        self.scorer = scorer
+        self.candidates = CandidateSource(upstream)
+        self.payer = frozenset(p.strip() for p in settings.payer_identifiers.split(",") if p.strip())
+        self.limits = throttle.ThrottleSettings(settings.match_window_seconds, settings.match_card_variants,
+                                                settings.match_failure_floor, settings.match_failure_rate)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        caller: Caller = request[CALLER_KEY]
+        if not caller.scopes.allows_operation("Patient", "$member-match"):
+            return forbidden(request, "the access token's scopes do not allow $member-match")
+        try:
+            match_request = parse(await self._body(request))
+            terms = self._consent_terms(match_request, caller)
+        except BadRequest as exc:
+            note_refusal(request, str(exc))
+            return outcome_response(400, "invalid", str(exc), expression=[exc.expression] if exc.expression else None)
+        if isinstance(terms, str):
+            note_refusal(request, terms)
+            return outcome_response(422, "business-rule", "the consent cannot be honoured")
+        person = person_of(match_request.patient, [match_request.coverage], False)
+        card = "|".join(sorted(person.member_ids))
+        client_id = caller.client.client_id
+        too_many = await self.store.run(throttle.refusal, self.store, self.limits, client_id,
+                                        person.demographics_key, card)
+        if too_many:
+            note_refusal(request, f"throttled: {too_many}")
+            return outcome_response(429, "throttled", "too many member-match attempts; try again later",
+                                    headers={"Retry-After": str(int(self.limits.window_seconds))})
+        try:
+            verdict, patients, coverages = await self._match(person, match_request.coverage)
+        except UpstreamError as error:
+            return error.response()
+        await self.store.run(throttle.record, self.store, client_id, person.demographics_key, card, verdict.outcome)
+        note_audit(request, match=_explain(verdict))
+        if verdict.outcome != "match" or verdict.best is None:
+            note_refusal(request, verdict.outcome)
+            diagnostics = ("no member matches the request" if verdict.outcome == "not-found"
+                           else "the request matches more than one member")
+            return outcome_response(422, verdict.outcome, diagnostics)
+        patient_id = verdict.best[0]
+        if terms is not None and match_request.consent is not None:
+            try:
+                await self._grant(caller, patient_id, match_request.consent, terms)
+            except UpstreamError as error:
+                return error.response()
+        return fhir_json_response(self._answer(patients[patient_id], coverages[patient_id]))
+
+    async def _body(self, request: web.Request) -> object:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise BadRequest("the request body is too large")
+        data = await request.content.read(MAX_BODY + 1)
+        if len(data) > MAX_BODY:
+            raise BadRequest("the request body is too large")
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest("the request body is not JSON") from exc
+
+    def _consent_terms(self, match_request: MatchRequest, caller: Caller) -> ConsentTerms | str | None:
+        if match_request.consent is None:
+            if self.settings.member_match_consent_required:
+                return "a Consent is required"
+            return None
+        return evaluate(match_request.consent, datetime.now(timezone.utc), self.payer, caller.client.organization,
+                        self.settings.timezone)
+
+    async def _match(self, person: Person, coverage: dict) -> tuple[Verdict, dict[str, dict], dict[str, list[dict]]]:
+        patients, coverages = await self.candidates.candidates(person, raw_card_ids(coverage))
+
+        def score_all() -> Verdict:
+            scored = [(pid, self.scorer.score(person, person_of(patient, coverages[pid], True)))
+                      for pid, patient in patients.items()]
+            return decide(scored, self.settings.match_threshold, self.settings.match_margin,
+                          self.settings.match_demographic_minimum)
+
+        verdict = await asyncio.get_running_loop().run_in_executor(None, score_all)
+        return verdict, patients, coverages
+
+    async def _grant(self, caller: Caller, patient_id: str, consent: dict, terms: ConsentTerms) -> None:
+        organization = caller.client.organization
+        stored = await self.upstream.create(consent_to_store(consent, patient_id, organization))
+        grant = Grant(organization, patient_id, terms.policy_uri, f"Consent/{stored.get('id')}",
+                      terms.valid_from.timestamp(), terms.valid_until.timestamp())
+        await self.store.run(add_grant, self.store, grant)
+        self.directory.forget_grants(organization)
+
+    def _answer(self, patient: dict, coverages: list[dict]) -> dict:
+        identifier = {"type": {"coding": MEMBER_TYPE},
+                      **member_identifier(patient, coverages, self.settings.member_identifier_system)}
+        parameters = [{"name": "MemberIdentifier", "valueIdentifier": identifier}]
+        if self.settings.member_match_member_id:
+            parameters.append({"name": "MemberId", "valueReference": {"reference": f"Patient/{patient['id']}"}})
+        return {"resourceType": "Parameters", "parameter": parameters}
+
+
+def _explain(verdict: Verdict) -> dict:
+    def one(item):
+        if item is None:
+            return None
+        patient_id, score = item
+        return {"patient": patient_id, "total": score.total, "demographic": score.demographic,
+                "fields": {field: {"level": level, "weight": weight}
+                           for field, (level, weight) in score.contributions.items()}}
+    return {"outcome": verdict.outcome, "best": one(verdict.best), "runner_up": one(verdict.runner_up)}
+
+
+def advertise_member_match(statement: dict, settings: Settings) -> None:
+    """CapabilityStatement: the operation on Patient, as PDex and Inferno look for it."""
+    for rest in statement.get("rest", []):
+        for resource in rest.get("resource", []):
+            if resource.get("type") == "Patient":
+                resource["operation"] = [{"name": "member-match", "definition": OPERATION}]

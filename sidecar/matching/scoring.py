@@ -1,0 +1,157 @@
+"""Fellegi–Sunter scoring: each field's agreement level adds its weight (a log2 likelihood ratio), and a match is
+declared only when the best candidate clears the threshold, beats the runner-up by the margin, and its
+demographics (names and birth date, without any card data) agree on their own.
+
+The default weights (`DEFAULT_WEIGHTS`, overridable field by field from a JSON file) encode the product's stance:
+the card number is the strongest single piece of evidence but can never carry a match alone; a birth date that
+disagrees outright, or a different first name (twins), weighs heavily against; a changed surname costs less,
+so strong other evidence can carry it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from rapidfuzz.distance import JaroWinkler
+
+from sidecar.config import ConfigError
+from sidecar.matching.person import Person, fold
+
+NICKNAMES_FILE = Path(__file__).parent / "data" / "nicknames.json"
+
+DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
+    "birth_date": {"exact": 8.0, "one_day": 3.0, "transposed": 3.0, "one_digit": 2.0, "disagree": -10.0},
+    "family": {"exact": 6.0, "token": 5.0, "close": 3.0, "similar": 1.0, "disagree": -4.0},
+    "given": {"exact": 5.0, "nickname": 4.0, "close": 3.0, "middle": 3.0, "initial": 1.5, "similar": 1.0,
+              "disagree": -8.0},
+    "gender": {"agree": 1.0, "disagree": -4.0},
+    "postal": {"agree": 1.5, "disagree": -0.5},
+    "phone": {"agree": 3.0, "disagree": -0.5},
+    "address": {"agree": 2.0, "disagree": -0.5},
+    "ssn": {"agree": 10.0, "disagree": -10.0},
+    "member_id": {"agree": 7.0, "disagree": -2.0},
+}
+DEMOGRAPHIC_FIELDS = ("birth_date", "family", "given")
+
+
+def load_nicknames(path: Path = NICKNAMES_FILE) -> dict[str, frozenset[str]]:
+    groups = json.loads(path.read_text())["groups"]
+    names: dict[str, set[str]] = {}
+    for group in groups:
+        folded = {fold(name) for name in group}
+        for name in folded:
+            names.setdefault(name, set()).update(folded)
+    return {name: frozenset(group) for name, group in names.items()}
+
+
+def load_weights(path: Path | None) -> dict[str, dict[str, float]]:
+    """The default weights, with any field's levels replaced from a JSON file shaped like DEFAULT_WEIGHTS."""
+    weights = {field: dict(levels) for field, levels in DEFAULT_WEIGHTS.items()}
+    if path is None:
+        return weights
+    try:
+        document = json.loads(path.read_text())
+        for field, levels in document.items():
+            if field not in weights or not isinstance(levels, dict) or set(levels) - set(weights[field]):
+                raise ConfigError(f"match_weights_file {path}: unknown field or level in {field!r}")
+            weights[field].update({level: float(value) for level, value in levels.items()})
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"match_weights_file {path}: {exc}") from exc
+    return weights
+
+
+@dataclass(frozen=True)
+class Score:
+    total: float
+    demographic: float
+    contributions: dict[str, tuple[str, float]]
+    """field → (agreement level, weight added)"""
+
+
+def _birth_date_level(a: date, b: date) -> str:
+    if a == b:
+        return "exact"
+    if abs((a - b).days) == 1:
+        return "one_day"
+    if a.year == b.year and a.month == b.day and a.day == b.month:
+        return "transposed"
+    left, right = a.isoformat(), b.isoformat()
+    if sum(x != y for x, y in zip(left, right)) == 1:
+        return "one_digit"
+    return "disagree"
+
+
+def _family_level(a: Person, b: Person) -> str:
+    if set(a.family) & set(b.family):
+        return "exact"
+    if a.family_tokens & b.family_tokens:
+        return "token"  # hyphenated or compound surnames, in either order, or one part of them
+    best = max((JaroWinkler.similarity(x, y) for x in a.family for y in b.family), default=0.0)
+    return "close" if best >= 0.92 else "similar" if best >= 0.85 else "disagree"
+
+
+class Scorer:
+    def __init__(self, weights: dict[str, dict[str, float]], nicknames: dict[str, frozenset[str]]) -> None:
+        self.weights = weights
+        self.nicknames = nicknames
+
+    def _given_level(self, a: Person, b: Person) -> str:
+        if a.given == b.given:
+            return "exact"
+        if b.given in self.nicknames.get(a.given, ()):
+            return "nickname"
+        similarity = JaroWinkler.similarity(a.given, b.given)
+        if similarity >= 0.92:
+            return "close"
+        if a.given in b.middle or b.given in a.middle:
+            return "middle"  # goes by the middle name
+        if len(a.given) == 1 or len(b.given) == 1:
+            return "initial" if a.given[:1] == b.given[:1] else "disagree"
+        return "similar" if similarity >= 0.85 else "disagree"
+
+    def score(self, request: Person, candidate: Person) -> Score:
+        levels: dict[str, str] = {}
+        if request.birth_date and candidate.birth_date:
+            levels["birth_date"] = _birth_date_level(request.birth_date, candidate.birth_date)
+        if request.family and candidate.family:
+            levels["family"] = _family_level(request, candidate)
+        if request.given and candidate.given:
+            levels["given"] = self._given_level(request, candidate)
+        if request.gender and candidate.gender:
+            levels["gender"] = "agree" if request.gender == candidate.gender else "disagree"
+        if request.postal and candidate.postal:
+            levels["postal"] = "agree" if request.postal == candidate.postal else "disagree"
+        if request.phones and candidate.phones:
+            levels["phone"] = "agree" if request.phones & candidate.phones else "disagree"
+        if request.address and candidate.address:
+            levels["address"] = "agree" if JaroWinkler.similarity(request.address, candidate.address) >= 0.9 \
+                else "disagree"
+        if request.ssn and candidate.ssn:
+            levels["ssn"] = "agree" if request.ssn == candidate.ssn else "disagree"
+        if request.member_ids and candidate.member_ids:
+            levels["member_id"] = "agree" if request.member_ids & candidate.member_ids else "disagree"
+        contributions = {field: (level, self.weights[field][level]) for field, level in levels.items()}
+        total = sum(weight for _, weight in contributions.values())
+        demographic = sum(contributions[f][1] for f in DEMOGRAPHIC_FIELDS if f in contributions)
+        return Score(total, demographic, contributions)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: str                 # "match", "not-found" or "multiple-matches"
+    best: tuple[str, Score] | None
+    runner_up: tuple[str, Score] | None
+
+
+def decide(scored: list[tuple[str, Score]], threshold: float, margin: float, demographic_minimum: float) -> Verdict:
+    """`scored`: (patient id, score) per candidate."""
+    ranked = sorted(scored, key=lambda item: item[1].total, reverse=True)
+    best = ranked[0] if ranked else None
+    runner_up = ranked[1] if len(ranked) > 1 else None
+    if best is None or best[1].total < threshold or best[1].demographic < demographic_minimum:
+        return Verdict("not-found", best, runner_up)
+    if runner_up is not None and best[1].total - runner_up[1].total < margin:
+        return Verdict("multiple-matches", best, runner_up)
+    return Verdict("match", best, runner_up)

@@ -1,0 +1,205 @@
+"""The matcher's pure parts: folding, person building, field levels, the decision, consent terms and throttling."""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from sidecar.config import ConfigError
+from sidecar.matching import throttle
+from sidecar.matching.candidates import birth_date_variants
+from sidecar.matching.consent import ConsentTerms, evaluate
+from sidecar.matching.operation import BadRequest, member_identifier, parse
+from sidecar.matching.person import fold, member_id, person_of
+from sidecar.matching.scoring import DEFAULT_WEIGHTS, Scorer, decide, load_nicknames, load_weights
+from sidecar.store.db import Store
+
+SCORER = Scorer(DEFAULT_WEIGHTS, load_nicknames())
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+PAYER = frozenset({"http://hl7.org/fhir/sid/us-npi|1234567893"})
+
+
+def person(given, family, birth="1980-04-12", gender=None, card=None, at_payer=False, **extra):
+    patient = {"resourceType": "Patient", "name": [{"family": family, "given": given}], "birthDate": birth, **extra}
+    if gender:
+        patient["gender"] = gender
+    coverages = [{"subscriberId": card}] if card else []
+    return person_of(patient, coverages, at_payer)
+
+
+def level(field, request, candidate):
+    return SCORER.score(request, candidate).contributions[field][0]
+
+
+@pytest.mark.parametrize("raw, folded", [("Zoë  O'Brien-Núñez", "zoe obrien nunez"), ("JOSÉ", "jose"), (None, "")])
+def test_names_fold_case_accents_and_punctuation(raw, folded):
+    assert fold(raw) == folded
+
+
+@pytest.mark.parametrize("raw, normal", [("00-123 45", "12345"), ("abc-001", "ABC001"), (None, "")])
+def test_card_numbers_ignore_spaces_dashes_and_leading_zeros(raw, normal):
+    assert member_id(raw) == normal
+
+
+def test_suffixes_are_not_part_of_the_name():
+    assert person(["Robert", "Jr"], "Miller III").family == ("miller",)
+    assert person(["Robert", "Jr"], "Miller III").middle == ()
+
+
+@pytest.mark.parametrize("request_date, level_expected", [
+    ("1980-04-12", "exact"), ("1980-04-13", "one_day"), ("1980-12-04", "transposed"), ("1986-04-12", "one_digit"),
+    ("1975-01-30", "disagree"),
+])
+def test_birth_date_levels(request_date, level_expected):
+    assert level("birth_date", person(["A"], "B", request_date), person(["A"], "B")) == level_expected
+
+
+@pytest.mark.parametrize("request_given, stored_given, expected", [
+    (["Robert"], ["Robert"], "exact"), (["Bob"], ["Robert"], "nickname"), (["Ann"], ["Mary", "Ann"], "middle"),
+    (["J"], ["John"], "initial"), (["Jon"], ["John"], "nickname"), (["Katherine"], ["Catherine"], "nickname"),
+    (["Noah"], ["Liam"], "disagree"),
+])
+def test_given_name_levels(request_given, stored_given, expected):
+    assert level("given", person(request_given, "B"), person(stored_given, "B")) == expected
+
+
+@pytest.mark.parametrize("request_family, stored_family, expected", [
+    ("Garcia-Lopez", "Lopez Garcia", "token"), ("Garcia", "Garcia-Lopez", "token"), ("Jonhson", "Johnson", "close"),
+    ("Thompson", "Carter", "disagree"), ("Núñez", "Nunez", "exact"),
+])
+def test_family_name_levels(request_family, stored_family, expected):
+    assert level("family", person(["A"], request_family), person(["A"], stored_family)) == expected
+
+
+@pytest.mark.parametrize("request_gender, expected", [("male", "agree"), ("M", "agree"), ("female", "disagree")])
+def test_gender_codes(request_gender, expected):
+    assert level("gender", person(["A"], "B", gender=request_gender), person(["A"], "B", gender="male")) == expected
+
+
+def test_unknown_or_missing_gender_neither_helps_nor_hurts():
+    for gender in ("unknown", None):
+        assert "gender" not in SCORER.score(person(["A"], "B", gender=gender), person(["A"], "B", gender="male")).contributions
+
+
+def test_a_card_alone_never_matches():
+    request = person(["Emma"], "Chen", card="X-500")
+    sibling = person(["Lily"], "Chen", card="X500", at_payer=True)
+    assert decide([("lily", SCORER.score(request, sibling))], 14, 6, 8).outcome == "not-found"
+
+
+def test_a_changed_surname_is_carried_by_the_card_and_the_rest():
+    request = person(["Emily"], "Thompson", card="C-1")
+    stored = person(["Emily"], "Carter", card="C1", at_payer=True)
+    assert decide([("emily", SCORER.score(request, stored))], 14, 6, 8).outcome == "match"
+    assert decide([("emily", SCORER.score(person(["Emily"], "Thompson"), stored))], 14, 6, 8).outcome == "not-found"
+
+
+def test_twins_are_told_apart_by_the_first_name():
+    request = person(["Noah"], "Chen", card="S500")
+    scores = [(name, SCORER.score(request, person([name], "Chen", card="S500", at_payer=True))) for name in ("Noah", "Liam")]
+    verdict = decide(scores, 14, 6, 8)
+    assert verdict.outcome == "match" and verdict.best[0] == "Noah"
+
+
+def test_two_equally_good_candidates_are_multiple_matches():
+    request = person(["Michael"], "Brown")
+    scores = [(pid, SCORER.score(request, person(["Michael"], "Brown", at_payer=True))) for pid in ("a", "b")]
+    assert decide(scores, 14, 6, 8).outcome == "multiple-matches"
+
+
+def test_no_candidates_is_not_found():
+    assert decide([], 14, 6, 8).outcome == "not-found"
+
+
+def test_birth_date_variants_for_candidate_search():
+    assert birth_date_variants(date(1980, 4, 12)) == ["1980-04-11", "1980-04-12", "1980-04-13", "1980-12-04"]
+    assert birth_date_variants(date(1980, 4, 30)) == ["1980-04-29", "1980-04-30", "1980-05-01"]
+
+
+def test_weights_can_be_overridden_per_level(tmp_path: Path):
+    path = tmp_path / "weights.json"
+    path.write_text(json.dumps({"member_id": {"agree": 9}}))
+    weights = load_weights(path)
+    assert weights["member_id"]["agree"] == 9.0 and weights["ssn"] == DEFAULT_WEIGHTS["ssn"]
+    path.write_text(json.dumps({"member_id": {"sorta": 1}}))
+    with pytest.raises(ConfigError, match="member_id"):
+        load_weights(path)
+
+
+# --- consent -------------------------------------------------------------------------------------------------
+
+def hrex_consent(**changes) -> dict:
+    consent = {"status": "active", "policy": [{"uri": "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular"}],
+               "provision": {"type": "permit", "period": {"start": "2026-11-01", "end": "2027-02-01"}, "actor": [
+                   {"role": {"coding": [{"code": "performer"}]},
+                    "reference": {"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}}},
+                   {"role": {"coding": [{"code": "IRCP"}]}, "reference": {"reference": "Organization/new-payer"}}]}}
+    consent.update(changes)
+    return consent
+
+
+def test_an_honourable_consent_gives_its_terms():
+    terms = evaluate(hrex_consent(), NOW, PAYER, "Organization/new-payer", timezone.utc)
+    assert isinstance(terms, ConsentTerms) and terms.policy == "regular"
+    assert terms.valid_until == datetime(2027, 2, 2, tzinfo=timezone.utc), "the end date counts whole"
+
+
+def test_an_inactive_consent_is_not_honoured():
+    assert "not active" in evaluate(hrex_consent(status="inactive"), NOW, PAYER, "Organization/new-payer", timezone.utc)
+
+
+def test_a_consent_for_another_recipient_is_not_honoured():
+    assert "recipient" in evaluate(hrex_consent(), NOW, PAYER, "Organization/other", timezone.utc)
+
+
+def test_a_consent_outside_its_period_is_not_honoured():
+    late = datetime(2027, 3, 1, tzinfo=timezone.utc)
+    assert "period" in evaluate(hrex_consent(), late, PAYER, "Organization/new-payer", timezone.utc)
+
+
+def test_a_consent_from_another_payer_is_not_honoured():
+    assert "source" in evaluate(hrex_consent(), NOW, frozenset({"x|y"}), "Organization/new-payer", timezone.utc)
+
+
+# --- request shape and answer --------------------------------------------------------------------------------
+
+def test_the_member_identifier_prefers_the_typed_member_id():
+    patient = {"id": "7", "identifier": [{"system": "ssn", "value": "1"}, {"type": {"coding": [{"code": "MB"}]},
+                                                                           "system": "urn:m", "value": "M-7"}]}
+    assert member_identifier(patient, [], "") == {"system": "urn:m", "value": "M-7"}
+    assert member_identifier({"id": "7"}, [{"subscriberId": "S-1"}], "") == {"value": "S-1"}
+    assert member_identifier({"id": "7"}, [], "") == {"value": "7"}
+
+
+def test_coverage_must_point_at_the_member_patient():
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "MemberPatient", "resource": {"resourceType": "Patient", "id": "1", "name": [{"family": "B"}],
+                                               "birthDate": "1980-01-01"}},
+        {"name": "CoverageToMatch", "resource": {"resourceType": "Coverage", "status": "active",
+                                                 "beneficiary": {"reference": "Patient/2"}, "payor": [{"display": "x"}]}}]}
+    with pytest.raises(BadRequest) as raised:
+        parse(body)
+    assert raised.value.expression == "Parameters.parameter[CoverageToMatch].resource.beneficiary"
+
+
+# --- throttling ----------------------------------------------------------------------------------------------
+
+def test_new_card_numbers_beyond_the_limit_are_refused_but_a_known_one_is_not(tmp_path: Path):
+    store = Store(tmp_path)
+    limits = throttle.ThrottleSettings(card_variants=3)
+    for card in ("1", "2", "3"):
+        throttle.record(store, "c", "lily|chen|1980", card, "not-found", now=1000)
+    assert throttle.refusal(store, limits, "c", "lily|chen|1980", "4", now=1001)
+    assert throttle.refusal(store, limits, "c", "lily|chen|1980", "2", now=1001) is None
+    assert throttle.refusal(store, limits, "other-client", "lily|chen|1980", "4", now=1001) is None
+    assert throttle.refusal(store, limits, "c", "lily|chen|1980", "4", now=1000 + 3601) is None, "the window ends"
+
+
+def test_a_client_that_mostly_fails_is_refused(tmp_path: Path):
+    store = Store(tmp_path)
+    limits = throttle.ThrottleSettings(failure_floor=10, failure_rate=0.9)
+    for i in range(10):
+        throttle.record(store, "c", f"person-{i}", "", "not-found", now=1000)
+    assert "failed" in throttle.refusal(store, limits, "c", "someone-new", "", now=1001)

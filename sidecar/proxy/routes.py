@@ -46,6 +46,8 @@ def resolve(method: str, segments: list[str], query: Mapping[str, str]) -> Route
     """Resolve a request below the FHIR base (`segments` are the path parts after `/fhir`)."""
     if any(s == "_history" for s in segments):
         return Refusal(403, "forbidden", "history interactions are not available")
+    if segments == ["Patient", "$member-match"]:  # served by its own handler, for POST only
+        return _not_allowed(method, ("POST",), "Patient/$member-match")
     if any(s.startswith("$") for s in segments):
         return Refusal(403, "forbidden", f"operation {next(s for s in segments if s.startswith('$'))} "
                                          "is not available")

@@ -81,3 +81,8 @@ def test_invalid_ids_are_400(rid):
 def test_deeper_paths_are_404():
     decision = route("GET", "Patient/1/Observation")
     assert isinstance(decision, Refusal) and decision.status == 404
+
+
+def test_member_match_answers_only_post():
+    refusal = resolve("GET", ["Patient", "$member-match"], {})
+    assert refusal.status == 405 and refusal.allow == ("POST",)

@@ -1,13 +1,14 @@
 """Candidate retrieval: a few indexed HAPI searches per request, so rosters of millions need no copy of their own.
 
-The blocks, run together:
+First, together:
 - the birth date as sent, a day either side, and with day and month swapped (`Patient?birthdate=…`, one search
   each: HAPI's date parameters take no OR lists);
-- the family name tokens with the first given name (`Patient?family=…&given=…`; HAPI's string search ignores
-  case and accents), for birth dates mistyped beyond those variants;
 - the card: `Coverage?identifier=` and `Patient?identifier=` with the numbers as sent and normalised (R4 has no
   search parameter on `Coverage.subscriberId`; the subscriber id still counts in the score).
-Each block is capped; candidates' Coverages then come in one `Coverage?beneficiary=` search. Because candidates
+Then, only if those give no confident match: the family name tokens with the first given name
+(`Patient?family=…&given=…`; HAPI's string search ignores case and accents, and is much slower), for birth dates
+mistyped beyond the variants. Each block is capped; candidates' Coverages come in one `Coverage?beneficiary=`
+search per stage. Because candidates
 come from HAPI at request time, a member added or changed in HAPI is matchable at once: there is no index to
 keep in step (the choice asked for in issue 5; HAPI's own search indexes on birthdate, family and identifier do
 the blocking).
@@ -17,10 +18,20 @@ from __future__ import annotations
 import asyncio
 from datetime import date, timedelta
 
+from dataclasses import dataclass
+
 from sidecar.matching.person import Person, member_id
 from sidecar.proxy.upstream import Upstream
 
 BLOCK_SIZE = 200
+
+
+@dataclass(frozen=True)
+class Candidates:
+    patients: dict[str, dict]
+    """by Patient id"""
+    coverages: dict[str, list[dict]]
+    """each candidate's Coverages, as beneficiary"""
 
 
 def birth_date_variants(birth_date: date) -> list[str]:
@@ -41,20 +52,9 @@ class CandidateSource:
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
 
-    async def candidates(self, request: Person, raw_card_ids: list[str]) -> tuple[dict[str, dict], dict[str, list[dict]]]:
-        """Candidate Patients by id, and each one's Coverages (as beneficiary)."""
-        searches = []
-        if request.birth_date:  # HAPI's date parameters take no OR lists: one search per variant
-            searches += [("Patient", {"birthdate": variant}) for variant in birth_date_variants(request.birth_date)]
-        if request.family_tokens and request.given:
-            searches.append(("Patient", {"family": ",".join(sorted(request.family_tokens)), "given": request.given}))
-        cards = card_values(request, raw_card_ids)
-        if cards:
-            searches.append(("Patient", {"identifier": ",".join(cards)}))
-            searches.append(("Coverage", {"identifier": ",".join(cards)}))
+    async def _gather(self, searches: list[tuple[str, dict[str, str]]], patients: dict[str, dict]) -> None:
         results = await asyncio.gather(*(self.upstream.search(t, {**p, "_count": str(BLOCK_SIZE)})
                                          for t, p in searches))
-        patients: dict[str, dict] = {}
         beneficiaries: set[str] = set()
         for (resource_type, _), found in zip(searches, results):
             for resource in found:
@@ -68,15 +68,41 @@ class CandidateSource:
         if missing:
             for patient in await self.upstream.by_ids("Patient", missing):
                 patients[patient["id"]] = patient
-        coverages: dict[str, list[dict]] = {pid: [] for pid in patients}
-        if patients:
+
+    async def _coverages(self, patient_ids: list[str]) -> dict[str, list[dict]]:
+        coverages: dict[str, list[dict]] = {pid: [] for pid in patient_ids}
+        if patient_ids:
             for coverage in await self.upstream.search("Coverage", {
-                    "beneficiary": ",".join(f"Patient/{pid}" for pid in sorted(patients)),
+                    "beneficiary": ",".join(f"Patient/{pid}" for pid in patient_ids),
                     "_count": str(BLOCK_SIZE * 4)}):
                 ref = (coverage.get("beneficiary") or {}).get("reference", "")
                 if ref.startswith("Patient/") and ref[8:] in coverages:
                     coverages[ref[8:]].append(coverage)
-        return patients, coverages
+        return coverages
+
+    async def first_blocks(self, request: Person, raw_card_ids: list[str]) -> Candidates:
+        """Birth-date variants and the card: cheap, indexed, and enough for almost every request."""
+        searches: list[tuple[str, dict[str, str]]] = []
+        if request.birth_date:  # HAPI's date parameters take no OR lists: one search per variant
+            searches += [("Patient", {"birthdate": variant}) for variant in birth_date_variants(request.birth_date)]
+        cards = card_values(request, raw_card_ids)
+        if cards:
+            searches.append(("Patient", {"identifier": ",".join(cards)}))
+            searches.append(("Coverage", {"identifier": ",".join(cards)}))
+        patients: dict[str, dict] = {}
+        await self._gather(searches, patients)
+        return Candidates(patients, await self._coverages(sorted(patients)))
+
+    async def name_block(self, request: Person, known: Candidates) -> Candidates:
+        """Family-name tokens with the first given name: for birth dates mistyped beyond the variants. HAPI's
+        string search is the slow one, so it runs only when the first blocks found no confident match."""
+        if not (request.family_tokens and request.given):
+            return known
+        patients = dict(known.patients)
+        await self._gather([("Patient", {"family": ",".join(sorted(request.family_tokens)), "given": request.given})],
+                           patients)
+        new = sorted(patients.keys() - known.patients.keys())
+        return Candidates(patients, {**known.coverages, **await self._coverages(new)})
 
 
 def raw_card_ids(coverage: dict) -> list[str]:

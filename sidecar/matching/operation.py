@@ -24,7 +24,7 @@ from sidecar.auth.middleware import forbidden, note_audit, note_refusal
 from sidecar.config import Settings
 from sidecar.fhir.outcome import fhir_json_response, outcome_response
 from sidecar.matching import throttle
-from sidecar.matching.candidates import CandidateSource, raw_card_ids
+from sidecar.matching.candidates import Candidates, CandidateSource, raw_card_ids
 from sidecar.matching.consent import ConsentTerms, evaluate
 from sidecar.matching.person import Person, person_of
 from sidecar.matching.scoring import Scorer, Verdict, decide
@@ -220,16 +220,21 @@ class MemberMatch:
                         self.settings.timezone)
 
     async def _match(self, person: Person, coverage: dict) -> tuple[Verdict, dict[str, dict], dict[str, list[dict]]]:
-        patients, coverages = await self.candidates.candidates(person, raw_card_ids(coverage))
+        found = await self.candidates.first_blocks(person, raw_card_ids(coverage))
+        verdict = await self._verdict(person, found)
+        if verdict.outcome != "match":
+            found = await self.candidates.name_block(person, found)
+            verdict = await self._verdict(person, found)
+        return verdict, found.patients, found.coverages
 
+    async def _verdict(self, person: Person, found: Candidates) -> Verdict:
         def score_all() -> Verdict:
-            scored = [(pid, self.scorer.score(person, person_of(patient, coverages[pid], True)))
-                      for pid, patient in patients.items()]
+            scored = [(pid, self.scorer.score(person, person_of(patient, found.coverages[pid], True)))
+                      for pid, patient in found.patients.items()]
             return decide(scored, self.settings.match_threshold, self.settings.match_margin,
                           self.settings.match_demographic_minimum)
 
-        verdict = await asyncio.get_running_loop().run_in_executor(None, score_all)
-        return verdict, patients, coverages
+        return await asyncio.get_running_loop().run_in_executor(None, score_all)
 
     async def _grant(self, caller: Caller, patient_id: str, consent: dict, terms: ConsentTerms) -> None:
         organization = caller.client.organization

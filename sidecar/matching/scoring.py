@@ -23,9 +23,9 @@ NICKNAMES_FILE = Path(__file__).parent / "data" / "nicknames.json"
 
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "birth_date": {"exact": 8.0, "one_day": 3.0, "transposed": 3.0, "one_digit": 2.0, "disagree": -10.0},
-    "family": {"exact": 6.0, "token": 5.0, "close": 3.0, "similar": 1.0, "disagree": -4.0},
-    "given": {"exact": 5.0, "nickname": 4.0, "close": 3.0, "middle": 3.0, "initial": 1.5, "similar": 1.0,
-              "disagree": -8.0},
+    "family": {"exact": 6.0, "token": 5.0, "close": 3.0, "swapped": 4.0, "similar": 1.0, "disagree": -4.0},
+    "given": {"exact": 5.0, "nickname": 4.0, "close": 3.0, "middle": 3.0, "swapped": 4.0, "initial": 1.5,
+              "similar": 1.0, "disagree": -8.0},
     "gender": {"agree": 1.0, "disagree": -4.0},
     "postal": {"agree": 1.5, "disagree": -0.5},
     "phone": {"agree": 3.0, "disagree": -0.5},
@@ -92,6 +92,10 @@ def _family_level(a: Person, b: Person) -> str:
     return "close" if best >= 0.92 else "similar" if best >= 0.85 else "disagree"
 
 
+def _swapped(a: Person, b: Person) -> bool:
+    return a.given in b.family_tokens and b.given in a.family_tokens
+
+
 class Scorer:
     def __init__(self, weights: dict[str, dict[str, float]], nicknames: dict[str, frozenset[str]]) -> None:
         self.weights = weights
@@ -119,6 +123,9 @@ class Scorer:
             levels["family"] = _family_level(request, candidate)
         if request.given and candidate.given:
             levels["given"] = self._given_level(request, candidate)
+            if _swapped(request, candidate) and levels.get("family") in ("similar", "disagree") \
+                    and levels["given"] in ("similar", "disagree"):
+                levels["family"] = levels["given"] = "swapped"  # given and family names in each other's place
         if request.gender and candidate.gender:
             levels["gender"] = "agree" if request.gender == candidate.gender else "disagree"
         if request.postal and candidate.postal:

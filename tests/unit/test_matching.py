@@ -203,3 +203,9 @@ def test_a_client_that_mostly_fails_is_refused(tmp_path: Path):
     for i in range(10):
         throttle.record(store, "c", f"person-{i}", "", "not-found", now=1000)
     assert "failed" in throttle.refusal(store, limits, "c", "someone-new", "", now=1001)
+
+
+def test_given_and_family_names_in_each_others_place_still_agree():
+    score = SCORER.score(person(["Bradley"], "Matthews"), person(["Matthews"], "Bradley", at_payer=True))
+    assert score.contributions["given"][0] == score.contributions["family"][0] == "swapped"
+    assert decide([("a", score)], 14, 6, 8).outcome == "match"

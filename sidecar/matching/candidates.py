@@ -1,14 +1,13 @@
 """Candidate retrieval: a few indexed HAPI searches per request, so rosters of millions need no copy of their own.
 
 First, together:
-- the birth date as sent, a day either side, and with day and month swapped (`Patient?birthdate=…`, one search
-  each: HAPI's date parameters take no OR lists);
+- the birth date as sent or a day either side (one range search), and with day and month swapped;
 - the card: `Coverage?identifier=` and `Patient?identifier=` with the numbers as sent and normalised (R4 has no
   search parameter on `Coverage.subscriberId`; the subscriber id still counts in the score).
 Then, only if those give no confident match: the family name tokens with the first given name
 (`Patient?family=…&given=…`; HAPI's string search ignores case and accents, and is much slower), for birth dates
-mistyped beyond the variants. Each block is capped; candidates' Coverages come in one `Coverage?beneficiary=`
-search per stage. Because candidates
+mistyped beyond the variants. Each block is capped. Coverages (for the subscriber id) are fetched only for the
+candidates a card agreement could still carry over the threshold (see `operation.py`). Because candidates
 come from HAPI at request time, a member added or changed in HAPI is matchable at once: there is no index to
 keep in step (the choice asked for in issue 5; HAPI's own search indexes on birthdate, family and identifier do
 the blocking).
@@ -18,29 +17,26 @@ from __future__ import annotations
 import asyncio
 from datetime import date, timedelta
 
-from dataclasses import dataclass
-
 from sidecar.matching.person import Person, member_id
 from sidecar.proxy.upstream import Upstream
 
 BLOCK_SIZE = 200
 
 
-@dataclass(frozen=True)
-class Candidates:
-    patients: dict[str, dict]
-    """by Patient id"""
-    coverages: dict[str, list[dict]]
-    """each candidate's Coverages, as beneficiary"""
 
 
-def birth_date_variants(birth_date: date) -> list[str]:
-    variants = {birth_date, birth_date - timedelta(days=1), birth_date + timedelta(days=1)}
+def birth_date_searches(birth_date: date) -> list[list[tuple[str, str]]]:
+    """The birth date a day either side (one range search), and with day and month swapped when that is another
+    date. HAPI's date parameters take no OR lists, so the swap is a search of its own."""
+    searches = [[("birthdate", f"ge{(birth_date - timedelta(days=1)).isoformat()}"),
+                 ("birthdate", f"le{(birth_date + timedelta(days=1)).isoformat()}")]]
     try:
-        variants.add(date(birth_date.year, birth_date.day, birth_date.month))
+        swapped = date(birth_date.year, birth_date.day, birth_date.month)
     except ValueError:
-        pass
-    return sorted(d.isoformat() for d in variants)
+        return searches
+    if abs((swapped - birth_date).days) > 1:
+        searches.append([("birthdate", swapped.isoformat())])
+    return searches
 
 
 def card_values(request: Person, raw_ids: list[str]) -> list[str]:
@@ -52,8 +48,8 @@ class CandidateSource:
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
 
-    async def _gather(self, searches: list[tuple[str, dict[str, str]]], patients: dict[str, dict]) -> None:
-        results = await asyncio.gather(*(self.upstream.search(t, {**p, "_count": str(BLOCK_SIZE)})
+    async def _gather(self, searches: list[tuple[str, list[tuple[str, str]]]], patients: dict[str, dict]) -> None:
+        results = await asyncio.gather(*(self.upstream.search(t, [*p, ("_count", str(BLOCK_SIZE))])
                                          for t, p in searches))
         beneficiaries: set[str] = set()
         for (resource_type, _), found in zip(searches, results):
@@ -69,40 +65,39 @@ class CandidateSource:
             for patient in await self.upstream.by_ids("Patient", missing):
                 patients[patient["id"]] = patient
 
-    async def _coverages(self, patient_ids: list[str]) -> dict[str, list[dict]]:
+    async def coverages(self, patient_ids: list[str]) -> dict[str, list[dict]]:
+        """Each candidate's Coverages (as beneficiary), in one search."""
         coverages: dict[str, list[dict]] = {pid: [] for pid in patient_ids}
         if patient_ids:
-            for coverage in await self.upstream.search("Coverage", {
-                    "beneficiary": ",".join(f"Patient/{pid}" for pid in patient_ids),
-                    "_count": str(BLOCK_SIZE * 4)}):
+            for coverage in await self.upstream.search("Coverage", [
+                    ("beneficiary", ",".join(f"Patient/{pid}" for pid in patient_ids)),
+                    ("_count", str(BLOCK_SIZE * 4))]):
                 ref = (coverage.get("beneficiary") or {}).get("reference", "")
                 if ref.startswith("Patient/") and ref[8:] in coverages:
                     coverages[ref[8:]].append(coverage)
         return coverages
 
-    async def first_blocks(self, request: Person, raw_card_ids: list[str]) -> Candidates:
+    async def first_blocks(self, request: Person, raw_card_ids: list[str]) -> dict[str, dict]:
         """Birth-date variants and the card: cheap, indexed, and enough for almost every request."""
-        searches: list[tuple[str, dict[str, str]]] = []
-        if request.birth_date:  # HAPI's date parameters take no OR lists: one search per variant
-            searches += [("Patient", {"birthdate": variant}) for variant in birth_date_variants(request.birth_date)]
+        searches: list[tuple[str, list[tuple[str, str]]]] = []
+        if request.birth_date:
+            searches += [("Patient", params) for params in birth_date_searches(request.birth_date)]
         cards = card_values(request, raw_card_ids)
         if cards:
-            searches.append(("Patient", {"identifier": ",".join(cards)}))
-            searches.append(("Coverage", {"identifier": ",".join(cards)}))
+            searches.append(("Patient", [("identifier", ",".join(cards))]))
+            searches.append(("Coverage", [("identifier", ",".join(cards))]))
         patients: dict[str, dict] = {}
         await self._gather(searches, patients)
-        return Candidates(patients, await self._coverages(sorted(patients)))
+        return patients
 
-    async def name_block(self, request: Person, known: Candidates) -> Candidates:
+    async def name_block(self, request: Person, known: dict[str, dict]) -> dict[str, dict]:
         """Family-name tokens with the first given name: for birth dates mistyped beyond the variants. HAPI's
         string search is the slow one, so it runs only when the first blocks found no confident match."""
-        if not (request.family_tokens and request.given):
-            return known
-        patients = dict(known.patients)
-        await self._gather([("Patient", {"family": ",".join(sorted(request.family_tokens)), "given": request.given})],
-                           patients)
-        new = sorted(patients.keys() - known.patients.keys())
-        return Candidates(patients, {**known.coverages, **await self._coverages(new)})
+        patients = dict(known)
+        if request.family_tokens and request.given:
+            await self._gather([("Patient", [("family", ",".join(sorted(request.family_tokens))),
+                                             ("given", request.given)])], patients)
+        return patients
 
 
 def raw_card_ids(coverage: dict) -> list[str]:

@@ -24,10 +24,10 @@ from sidecar.auth.middleware import forbidden, note_audit, note_refusal
 from sidecar.config import Settings
 from sidecar.fhir.outcome import fhir_json_response, outcome_response
 from sidecar.matching import throttle
-from sidecar.matching.candidates import Candidates, CandidateSource, raw_card_ids
+from sidecar.matching.candidates import CandidateSource, raw_card_ids
 from sidecar.matching.consent import ConsentTerms, evaluate
 from sidecar.matching.person import Person, person_of
-from sidecar.matching.scoring import Scorer, Verdict, decide
+from sidecar.matching.scoring import Score, Scorer, Verdict, decide
 from sidecar.proxy.upstream import Upstream, UpstreamError
 from sidecar.store.db import Store
 from sidecar.store.grants import Grant, add_grant
@@ -198,7 +198,10 @@ class MemberMatch:
                 await self._grant(caller, patient_id, match_request.consent, terms)
             except UpstreamError as error:
                 return error.response()
-        return fhir_json_response(self._answer(patients[patient_id], coverages[patient_id]))
+        patient, found = patients[patient_id], coverages[patient_id]
+        if not found and member_identifier(patient, [], self.settings.member_identifier_system) == {"value": patient_id}:
+            found = (await self.candidates.coverages([patient_id]))[patient_id]  # the subscriber id, as a last resort
+        return fhir_json_response(self._answer(patient, found))
 
     async def _body(self, request: web.Request) -> object:
         if request.content_length is not None and request.content_length > MAX_BODY:
@@ -220,21 +223,35 @@ class MemberMatch:
                         self.settings.timezone)
 
     async def _match(self, person: Person, coverage: dict) -> tuple[Verdict, dict[str, dict], dict[str, list[dict]]]:
-        found = await self.candidates.first_blocks(person, raw_card_ids(coverage))
-        verdict = await self._verdict(person, found)
+        patients = await self.candidates.first_blocks(person, raw_card_ids(coverage))
+        verdict, coverages = await self._verdict(person, patients)
         if verdict.outcome != "match":
-            found = await self.candidates.name_block(person, found)
-            verdict = await self._verdict(person, found)
-        return verdict, found.patients, found.coverages
+            patients = await self.candidates.name_block(person, patients)
+            verdict, coverages = await self._verdict(person, patients)
+        return verdict, patients, coverages
 
-    async def _verdict(self, person: Person, found: Candidates) -> Verdict:
-        def score_all() -> Verdict:
-            scored = [(pid, self.scorer.score(person, person_of(patient, found.coverages[pid], True)))
-                      for pid, patient in found.patients.items()]
-            return decide(scored, self.settings.match_threshold, self.settings.match_margin,
-                          self.settings.match_demographic_minimum)
+    async def _verdict(self, person: Person, patients: dict[str, dict]) -> tuple[Verdict, dict[str, list[dict]]]:
+        """Score on the Patients alone, then fetch Coverages (subscriber ids) only for the candidates a card
+        agreement could lift to where they would change the decision: to within the margin of the threshold."""
+        loop = asyncio.get_running_loop()
+        coverages: dict[str, list[dict]] = {pid: [] for pid in patients}
 
-        return await asyncio.get_running_loop().run_in_executor(None, score_all)
+        def score_all() -> dict[str, Score]:
+            return {pid: self.scorer.score(person, person_of(patient, coverages[pid], True))
+                    for pid, patient in patients.items()}
+
+        scores = await loop.run_in_executor(None, score_all)
+        if person.member_ids:
+            agree = self.scorer.weights["member_id"]["agree"]
+            floor = self.settings.match_threshold - self.settings.match_margin
+            worth = sorted(pid for pid, score in scores.items()
+                           if score.total - score.contributions.get("member_id", ("", 0.0))[1] + agree >= floor)
+            if worth:
+                coverages.update(await self.candidates.coverages(worth))
+                scores = await loop.run_in_executor(None, score_all)
+        verdict = decide(list(scores.items()), self.settings.match_threshold, self.settings.match_margin,
+                         self.settings.match_demographic_minimum)
+        return verdict, coverages
 
     async def _grant(self, caller: Caller, patient_id: str, consent: dict, terms: ConsentTerms) -> None:
         organization = caller.client.organization

@@ -85,7 +85,7 @@ class Upstream:
             raise RuntimeError("upstream session used before app start-up")
         return self._session
 
-    async def search(self, resource_type: str, params: dict[str, str]) -> list[dict]:
+    async def search(self, resource_type: str, params: dict[str, str] | list[tuple[str, str]]) -> list[dict]:
         """The resources of one type a HAPI search finds (first page; the sidecar's own lookups, never relayed)."""
         try:
             async with self.session.post(f"{self.base}/{resource_type}/_search", data=params,

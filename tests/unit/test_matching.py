@@ -9,7 +9,7 @@ import pytest
 
 from sidecar.config import ConfigError
 from sidecar.matching import throttle
-from sidecar.matching.candidates import birth_date_variants
+from sidecar.matching.candidates import birth_date_searches
 from sidecar.matching.consent import ConsentTerms, evaluate
 from sidecar.matching.operation import BadRequest, member_identifier, parse
 from sidecar.matching.person import fold, member_id, person_of
@@ -113,9 +113,11 @@ def test_no_candidates_is_not_found():
     assert decide([], 14, 6, 8).outcome == "not-found"
 
 
-def test_birth_date_variants_for_candidate_search():
-    assert birth_date_variants(date(1980, 4, 12)) == ["1980-04-11", "1980-04-12", "1980-04-13", "1980-12-04"]
-    assert birth_date_variants(date(1980, 4, 30)) == ["1980-04-29", "1980-04-30", "1980-05-01"]
+def test_birth_date_searches_cover_a_day_either_side_and_the_swap():
+    assert birth_date_searches(date(1980, 4, 12)) == [
+        [("birthdate", "ge1980-04-11"), ("birthdate", "le1980-04-13")], [("birthdate", "1980-12-04")]]
+    assert birth_date_searches(date(1980, 4, 30)) == [[("birthdate", "ge1980-04-29"), ("birthdate", "le1980-05-01")]]
+    assert len(birth_date_searches(date(1980, 4, 4))) == 1, "a swap that changes nothing is not searched"
 
 
 def test_weights_can_be_overridden_per_level(tmp_path: Path):

@@ -61,16 +61,21 @@ def _adjudications(entries: object) -> list[dict]:
     return kept
 
 
+def _keep_non_financial_adjudications(element: dict) -> None:
+    """A claim's or a line's adjudications, cut to the kept categories without amounts (none left: none at all)."""
+    if "adjudication" in element:
+        adjudications = _adjudications(element["adjudication"])
+        if adjudications:
+            element["adjudication"] = adjudications
+        else:
+            del element["adjudication"]
+
+
 def _line(line: object) -> object:
     if not isinstance(line, dict):
         return line
     out = {k: v for k, v in line.items() if k not in _FINANCIAL_LINE}
-    if "adjudication" in out:
-        adjudications = _adjudications(out["adjudication"])
-        if adjudications:
-            out["adjudication"] = adjudications
-        else:
-            del out["adjudication"]
+    _keep_non_financial_adjudications(out)
     for nested in ("detail", "subDetail"):
         if isinstance(out.get(nested), list):
             out[nested] = [_line(child) for child in out[nested]]
@@ -83,12 +88,7 @@ def non_financial(eob: dict) -> tuple[dict, str]:
     for key in ("item", "addItem"):
         if isinstance(out.get(key), list):
             out[key] = [_line(line) for line in out[key]]
-    if "adjudication" in out:
-        adjudications = _adjudications(out["adjudication"])
-        if adjudications:
-            out["adjudication"] = adjudications
-        else:
-            del out["adjudication"]
+    _keep_non_financial_adjudications(out)
     profile = BASIS_PROFILES[claim_kind(eob)]
     meta = dict(eob["meta"]) if isinstance(eob.get("meta"), dict) else {}
     others = [p for p in meta.get("profile") or () if isinstance(p, str) and not p.startswith(C4BB)]

@@ -25,7 +25,7 @@ from sidecar.access.compartment import MEMBER_DATA, member_of
 from sidecar.disclosure.claims import non_financial
 from sidecar.disclosure.dates import Window, lookback_window, months_window
 from sidecar.disclosure.prior_auth import is_prior_authorization, prior_authorization_reason
-from sidecar.disclosure.sensitivity import Reason, SensitiveData, references_in, trie_pattern
+from sidecar.disclosure.sensitivity import Reason, SensitiveData, trie_pattern
 from sidecar.disclosure.service_dates import DISCLOSED_MEMBER_TYPES, ONGOING, SERVICE_DATES, UNDATED_PASS
 
 REGULAR = "regular"

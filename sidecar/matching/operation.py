@@ -73,11 +73,6 @@ def parse(body: object) -> MatchRequest:
         raise BadRequest("the body must be a Parameters resource")
     raw_parameters = body.get("parameter") if isinstance(body.get("parameter"), list) else []
     names = [p.get("name") if isinstance(p, dict) else "" for p in raw_parameters]
-    try:
-        Parameters.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise BadRequest(f"{first['msg']}", _where(tuple(first["loc"]), names)) from exc
     found: dict[str, dict] = {}
     for name, parameter in zip(names, raw_parameters):
         if name not in PARAMETER_TYPES:
@@ -89,6 +84,13 @@ def parse(body: object) -> MatchRequest:
             raise BadRequest(f"parameter {name} must carry a {PARAMETER_TYPES[name]} resource",
                              f"Parameters.parameter[{name}].resource")
         found[name] = resource
+    try:
+        Parameters.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise BadRequest(f"{first['msg']}", _where(tuple(first["loc"]), names)) from exc
+    except (KeyError, TypeError, ValueError) as exc:  # fhir.resources on an unknown nested (contained) resource type
+        raise BadRequest("the Parameters resource is not valid FHIR R4 (an unknown resource type inside?)") from exc
     for name in ("MemberPatient", "CoverageToMatch"):
         if name not in found:
             raise BadRequest(f"parameter {name} is required", f"Parameters.parameter[{name}]")

@@ -211,3 +211,15 @@ def test_given_and_family_names_in_each_others_place_still_agree():
     score = SCORER.score(person(["Bradley"], "Matthews"), person(["Matthews"], "Bradley", at_payer=True))
     assert score.contributions["given"][0] == score.contributions["family"][0] == "swapped"
     assert decide([("a", score)], 14, 6, 8).outcome == "match"
+
+
+def test_an_unknown_resource_type_inside_a_parameter_is_a_bad_request():
+    contained = {"resourceType": "Parameters", "parameter": [
+        {"name": "MemberPatient", "resource": {"resourceType": "Patient", "name": [{"family": "B"}],
+                                               "birthDate": "1980-01-01", "contained": [{"resourceType": "Nope"}]}},
+        {"name": "CoverageToMatch", "resource": {"resourceType": "Coverage", "status": "active",
+                                                 "beneficiary": {"reference": "Patient/1"}, "payor": [{"display": "x"}]}}]}
+    with pytest.raises(BadRequest):
+        parse(contained)
+    with pytest.raises(BadRequest, match="must carry a Patient"):
+        parse({"resourceType": "Parameters", "parameter": [{"name": "MemberPatient", "resource": {"resourceType": "Nope"}}]})

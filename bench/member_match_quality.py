@@ -5,7 +5,7 @@ people, A and B, each B record a corrupted copy of one A record (typos, swapped 
 dates). A is this payer's roster: one Patient (name, birthDate, address, the `soc_sec_id` as a us-ssn identifier,
 the record id as an MB member identifier) and one Coverage (`subscriberId` = the record id) per record. FEBRL
 has no gender and FEBRL4 no phone number (a `phone_number` column is used if present); its `soc_sec_id` has 7
-digits, which the matcher (reading 9-digit SSNs) ignores; invalid or missing birth dates are left out of the
+digits (compared as sent, and searchable only from 9); invalid or missing birth dates are left out of the
 roster's Patient. Every B record is then sent as a new payer would send it:
 
   (c) open world: only a seeded random half of A is loaded; every B record is sent without a card. Run first,
@@ -14,10 +14,10 @@ roster's Patient. Every B record is then sent as a new payer would send it:
   (a) closed world, the other half of A loaded too, B sent without member ids (no `subscriberId`);
   (b) the same with `subscriberId` = the id of the A record B links to, as on the member's old card.
 
-A B record's missing name parts are left out and an invalid birth date is omitted; the sidecar answers such a
-request 400 (it needs a name and a birth date), which counts as a non-match. Per pass the script prints requests,
-answers by kind, matches, true and false matches, precision, recall (against the true links whose A record is in
-the roster), the ceiling (share of those B records with a name and a valid birth date) and the bar: zero false
+A B record's missing name parts are left out and an invalid birth date is omitted (the sidecar matches such a
+request on what it has, and answers 400 only when there is no name at all, which counts as a non-match). Per
+pass the script prints requests, answers by kind, matches, true and false matches, precision, recall (against the
+true links whose A record is in the roster), the ceiling (share of those B records with a name) and the bar: zero false
 matches, recall >= 0.99 without member ids and >= 0.998 with them. For false matches and a sample of misses it
 prints B beside the A record and the field levels the product's own scorer gives the pair.
 
@@ -98,6 +98,7 @@ class MatchClient:
             add_client(store, client_id, f"Organization/{client_id}", MATCH_SCOPE, jwks=key.public_jwks())
         finally:
             store.close()
+        time.sleep(1.0)  # the running sidecar sees a new client within state_refresh_seconds
         return cls(sidecar, client_id, key)
 
     async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
@@ -262,8 +263,8 @@ def febrl_patient(record: Record, member_id: str | None = None) -> dict:
 
 
 def answerable(record: Record) -> bool:
-    """What the operation needs at all: a name part and a valid birth date."""
-    return bool(record.get("given_name") or record.get("surname")) and bool(iso_birth_date(record.get("date_of_birth")))
+    """What the operation needs at all: a name part."""
+    return bool(record.get("given_name") or record.get("surname"))
 
 
 @dataclass
@@ -291,7 +292,7 @@ def summarize(result: PassResult, links: dict[str, str], b: dict[str, Record]) -
     print(f"\n{result.name}: {len(result.results)} requests in {result.elapsed:.1f}s "
           f"({len(result.results) / result.elapsed:.1f}/s); answers {dict(sorted(outcomes.items()))}")
     print(f"  matches {len(result.matched)}  true {true}  false {false}  precision {precision:.4f}  "
-          f"recall {recall:.4f} (of {len(result.eligible)} in roster; ceiling {ceiling:.4f} with name + valid date)")
+          f"recall {recall:.4f} (of {len(result.eligible)} in roster; ceiling {ceiling:.4f} with a name)")
     print(f"  bar: 0 false matches, recall >= {target}: {'MET' if met else 'MISSED'}")
     return false, len(result.eligible) - true
 
@@ -306,12 +307,20 @@ def pair_score(scorer: Scorer, b_record: Record, a_record: Record, a_id: str, ca
 def pair_levels(scorer: Scorer, b_record: Record, a_record: Record, a_id: str, card: str | None) -> str:
     score = pair_score(scorer, b_record, a_record, a_id, card)
     fields = " ".join(f"{f}={level}" for f, (level, _) in score.contributions.items())
-    return f"total {score.total:.1f} demographic {score.demographic:.1f}: {fields}"
+    return f"total {score.total:.1f} individual {score.individual:.1f}: {fields}"
 
 
 def clears_bar(score: Score, settings: Settings) -> bool:
-    """Whether the true pair alone clears the threshold and the demographic minimum (the default settings)."""
-    return score.total >= settings.match_threshold and score.demographic >= settings.match_demographic_minimum
+    """Whether the true pair alone clears the threshold and the individual minimum (the default settings)."""
+    return score.total >= settings.match_threshold and score.individual >= settings.match_individual_minimum
+
+
+def bar_reason(score: Score, settings: Settings) -> str:
+    if clears_bar(score, settings):
+        return "true pair clears the bar"
+    if score.individual < settings.match_individual_minimum:
+        return "true pair's individual evidence below the minimum (reads as another member of the household)"
+    return "true pair below the threshold"
 
 
 def show(record: Record) -> str:
@@ -329,10 +338,10 @@ def print_examples(result: PassResult, links: dict[str, str], a: dict[str, Recor
     missed = [b_id for b_id in sorted(result.eligible) if result.matched.get(b_id) != links[b_id]]
     reasons: dict[str, int] = {}
     for b_id in missed:
-        reason = "400 (no name or no valid birth date)" if not answerable(b[b_id]) else result.results[b_id][0]
+        reason = "400 (no name)" if not answerable(b[b_id]) else result.results[b_id][0]
         if reason in ("not-found", "multiple-matches"):
             score = pair_score(scorer, b[b_id], a[links[b_id]], links[b_id], links[b_id] if result.with_cards else None)
-            reason += ", true pair clears the bar" if clears_bar(score, Settings()) else ", true pair below the bar"
+            reason += ", " + bar_reason(score, Settings())
         reasons[reason] = reasons.get(reason, 0) + 1
     print(f"  misses by answer: {dict(sorted(reasons.items()))}")
     unexplained = [m for m in missed if answerable(b[m]) and clears_bar(

@@ -46,9 +46,9 @@ class Settings:
     member_identifier_system: str = ""
     member_match_consent_required: bool = False
     member_match_member_id: bool = True
-    match_threshold: float = 14.0
+    match_threshold: float = 20.0
     match_margin: float = 6.0
-    match_demographic_minimum: float = 8.0
+    match_individual_minimum: float = 8.0
     match_weights_file: str = ""
     match_window_seconds: float = 3600.0
     match_card_variants: int = 3

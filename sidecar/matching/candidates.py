@@ -3,7 +3,8 @@
 First, together:
 - the birth date as sent or a day either side (one range search), and with day and month swapped;
 - the card: `Coverage?identifier=` and `Patient?identifier=` with the numbers as sent and normalised (R4 has no
-  search parameter on `Coverage.subscriberId`; the subscriber id still counts in the score).
+  search parameter on `Coverage.subscriberId`; the subscriber id still counts in the score);
+- the SSN, when the request carries a full one, as a us-ssn `Patient.identifier`.
 Then, only if those give no confident match: the family name tokens with the first given name
 (`Patient?family=…&given=…`; HAPI's string search ignores case and accents, and is much slower), for birth dates
 mistyped beyond the variants. Each block is capped. Coverages (for the subscriber id) are fetched only for the
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from datetime import date, timedelta
 
-from sidecar.matching.person import Person, member_id
+from sidecar.matching.person import SSN_SYSTEM, Person, member_id
 from sidecar.proxy.upstream import Upstream
 
 BLOCK_SIZE = 200
@@ -37,6 +38,16 @@ def birth_date_searches(birth_date: date) -> list[list[tuple[str, str]]]:
     if abs((swapped - birth_date).days) > 1:
         searches.append([("birthdate", swapped.isoformat())])
     return searches
+
+
+def ssn_values(ssn: str | None) -> list[str]:
+    """A full SSN as digits and in its printed 3-2-4 form (rosters store either); a last four is not searchable."""
+    if not ssn or len(ssn) < 9:
+        return []
+    values = [ssn]
+    if len(ssn) == 9:
+        values.append(f"{ssn[:3]}-{ssn[3:5]}-{ssn[5:]}")
+    return [f"{SSN_SYSTEM}|{value}" for value in values]
 
 
 def card_values(request: Person, raw_ids: list[str]) -> list[str]:
@@ -78,7 +89,7 @@ class CandidateSource:
         return coverages
 
     async def first_blocks(self, request: Person, raw_card_ids: list[str]) -> dict[str, dict]:
-        """Birth-date variants and the card: cheap, indexed, and enough for almost every request."""
+        """Birth-date variants, the card and the SSN: cheap, indexed, and enough for almost every request."""
         searches: list[tuple[str, list[tuple[str, str]]]] = []
         if request.birth_date:
             searches += [("Patient", params) for params in birth_date_searches(request.birth_date)]
@@ -86,6 +97,8 @@ class CandidateSource:
         if cards:
             searches.append(("Patient", [("identifier", ",".join(cards))]))
             searches.append(("Coverage", [("identifier", ",".join(cards))]))
+        if ssns := ssn_values(request.ssn):
+            searches.append(("Patient", [("identifier", ",".join(ssns))]))
         patients: dict[str, dict] = {}
         await self._gather(searches, patients)
         return patients

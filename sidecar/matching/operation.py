@@ -95,8 +95,8 @@ def parse(body: object) -> MatchRequest:
         if name not in found:
             raise BadRequest(f"parameter {name} is required", f"Parameters.parameter[{name}]")
     patient, coverage = found["MemberPatient"], found["CoverageToMatch"]
-    if not (patient.get("name") and patient.get("birthDate")):
-        raise BadRequest("MemberPatient needs a name and a birthDate", "Parameters.parameter[MemberPatient].resource")
+    if not any(isinstance(n, dict) and (n.get("family") or n.get("given")) for n in patient.get("name") or ()):
+        raise BadRequest("MemberPatient needs a name", "Parameters.parameter[MemberPatient].resource.name")
     if patient.get("id"):
         for name, element in (("CoverageToMatch", "beneficiary"), ("Consent", "patient")):
             reference = (found.get(name) or {}).get(element, {}).get("reference")
@@ -252,7 +252,7 @@ class MemberMatch:
                 coverages.update(await self.candidates.coverages(worth))
                 scores = await loop.run_in_executor(None, score_all)
         verdict = decide(list(scores.items()), self.settings.match_threshold, self.settings.match_margin,
-                         self.settings.match_demographic_minimum)
+                         self.settings.match_individual_minimum)
         return verdict, coverages
 
     async def _grant(self, caller: Caller, patient_id: str, consent: dict, terms: ConsentTerms) -> None:
@@ -277,7 +277,7 @@ def _explain(verdict: Verdict) -> dict:
         if item is None:
             return None
         patient_id, score = item
-        return {"patient": patient_id, "total": score.total, "demographic": score.demographic,
+        return {"patient": patient_id, "total": score.total, "individual": score.individual,
                 "fields": {field: {"level": level, "weight": weight}
                            for field, (level, weight) in score.contributions.items()}}
     return {"outcome": verdict.outcome, "best": one(verdict.best), "runner_up": one(verdict.runner_up)}

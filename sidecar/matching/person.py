@@ -51,8 +51,9 @@ class Person:
     gender: str | None              # "male" / "female"; anything else is unknown
     postal: str | None
     phones: frozenset[str]
-    address: str | None
-    ssn: str | None
+    address: str | None             # first line of the first address, folded
+    city: str | None
+    ssn: str | None                 # digits as sent: nine, or only the last four
     member_ids: frozenset[str]      # card identifiers: member ids, subscriber ids, coverage identifiers
 
     @property
@@ -85,7 +86,7 @@ def _ssn(identifiers: list) -> str | None:
         codes = {c.get("code") for c in (identifier.get("type") or {}).get("coding") or () if isinstance(c, dict)}
         if identifier.get("system") == SSN_SYSTEM or "SS" in codes:
             digits = _NOT_DIGITS.sub("", identifier.get("value") or "")
-            if len(digits) == 9:
+            if len(digits) >= 4:
                 return digits
     return None
 
@@ -118,4 +119,4 @@ def person_of(patient: dict, coverages: list[dict], patient_ids_are_card_ids: bo
                        if isinstance(t, dict) and t.get("system") == "phone" and len(_NOT_DIGITS.sub("", t.get("value") or "")) >= 10)
     return Person(given, middle, family, parse_birth_date(patient.get("birthDate")),
                   GENDERS.get(str(patient.get("gender", "")).lower()), postal, phones,
-                  fold(lines[0]) if lines else None, ssn, frozenset(ids))
+                  fold(lines[0]) if lines else None, fold(first.get("city")) or None, ssn, frozenset(ids))

@@ -1,11 +1,15 @@
 """Fellegi–Sunter scoring: each field's agreement level adds its weight (a log2 likelihood ratio), and a match is
-declared only when the best candidate clears the threshold, beats the runner-up by the margin, and its
-demographics (names and birth date, without any card data) agree on their own.
+declared only when the best candidate clears the threshold, beats the runner-up by the margin, and the evidence
+that tells one member of a household from another (first name, birth date, gender, SSN) is worth the individual
+minimum on its own.
 
-The default weights (`DEFAULT_WEIGHTS`, overridable field by field from a JSON file) encode the product's stance:
-the card number is the strongest single piece of evidence but can never carry a match alone; a birth date that
-disagrees outright, or a different first name (twins), weighs heavily against; a changed surname costs less,
-so strong other evidence can carry it.
+The default weights (`DEFAULT_WEIGHTS`, overridable field by field from a JSON file) are roughly the log2
+likelihood ratios of agreement levels measured on FEBRL4, bent to the product's stance where household data breaks
+the independence that Fellegi–Sunter assumes:
+- street, city and postal code are one field, since they agree together for everyone at one address;
+- a different first name weighs heavily against (twins, siblings), and so does a different birth date;
+- a card number or a shared SSN (dependents often carry the subscriber's) never carries a match alone;
+- a changed surname costs little, so strong other evidence carries it.
 """
 from __future__ import annotations
 
@@ -22,18 +26,19 @@ from sidecar.matching.person import Person, fold
 NICKNAMES_FILE = Path(__file__).parent / "data" / "nicknames.json"
 
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
-    "birth_date": {"exact": 8.0, "one_day": 3.0, "transposed": 3.0, "one_digit": 2.0, "disagree": -10.0},
-    "family": {"exact": 6.0, "token": 5.0, "close": 3.0, "swapped": 4.0, "similar": 1.0, "disagree": -4.0},
-    "given": {"exact": 5.0, "nickname": 4.0, "close": 3.0, "middle": 3.0, "swapped": 4.0, "initial": 1.5,
-              "similar": 1.0, "disagree": -8.0},
-    "gender": {"agree": 1.0, "disagree": -4.0},
-    "postal": {"agree": 1.5, "disagree": -0.5},
-    "phone": {"agree": 3.0, "disagree": -0.5},
-    "address": {"agree": 2.0, "disagree": -0.5},
-    "ssn": {"agree": 10.0, "disagree": -10.0},
-    "member_id": {"agree": 7.0, "disagree": -2.0},
+    "birth_date": {"exact": 12.0, "one_day": 5.0, "transposed": 5.0, "one_digit": 4.0, "disagree": -6.0},
+    "family": {"exact": 8.0, "token": 7.0, "close": 6.0, "swapped": 6.0, "similar": 3.0, "disagree": -3.0},
+    "given": {"exact": 8.0, "nickname": 6.0, "close": 6.0, "middle": 5.0, "swapped": 6.0, "initial": 3.0,
+              "similar": 3.0, "disagree": -8.0},
+    "gender": {"agree": 1.0, "disagree": -5.0},
+    "ssn": {"agree": 16.0, "one_digit": 10.0, "last_four": 8.0, "disagree": -6.0},
+    "address": {"street": 9.0, "locality": 5.0, "disagree": -2.0},
+    "phone": {"agree": 8.0, "disagree": -1.0},
+    "member_id": {"agree": 10.0, "disagree": -2.0},
 }
-DEMOGRAPHIC_FIELDS = ("birth_date", "family", "given")
+# What tells one person from another in the same household. Family name, address, phone and card are shared by
+# spouses, children and twins, so however much they add, a match also needs these to agree on their own.
+INDIVIDUAL_FIELDS = ("birth_date", "given", "gender", "ssn")
 
 
 def load_nicknames(path: Path = NICKNAMES_FILE) -> dict[str, frozenset[str]]:
@@ -65,7 +70,7 @@ def load_weights(path: Path | None) -> dict[str, dict[str, float]]:
 @dataclass(frozen=True)
 class Score:
     total: float
-    demographic: float
+    individual: float
     contributions: dict[str, tuple[str, float]]
     """field → (agreement level, weight added)"""
 
@@ -90,6 +95,32 @@ def _family_level(a: Person, b: Person) -> str:
         return "token"  # hyphenated or compound surnames, in either order, or one part of them
     best = max((JaroWinkler.similarity(x, y) for x in a.family for y in b.family), default=0.0)
     return "close" if best >= 0.92 else "similar" if best >= 0.85 else "disagree"
+
+
+def _address_level(a: Person, b: Person) -> str | None:
+    """Street, city and postal code are one piece of evidence (where someone lives), not three: counted apart
+    they would triple what a household shares."""
+    locality = [x == y if k == "postal" else JaroWinkler.similarity(x, y) >= 0.92
+                for k, x, y in (("postal", a.postal, b.postal), ("city", a.city, b.city)) if x and y]
+    if not locality and not (a.address and b.address):
+        return None
+    street = bool(a.address and b.address) and JaroWinkler.similarity(a.address, b.address) >= 0.9
+    if street and (any(locality) or not locality):
+        return "street"
+    return "locality" if any(locality) else "disagree"
+
+
+def _ssn_level(a: str, b: str) -> str:
+    if a == b:
+        return "agree"
+    if min(len(a), len(b)) == 4:
+        return "last_four" if a[-4:] == b[-4:] else "disagree"
+    if len(a) == len(b):
+        differ = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        if len(differ) == 1 or (len(differ) == 2 and differ[1] == differ[0] + 1
+                                and a[differ[0]] == b[differ[1]] and a[differ[1]] == b[differ[0]]):
+            return "one_digit"  # one digit mistyped, or two neighbours swapped
+    return "disagree"
 
 
 def _swapped(a: Person, b: Person) -> bool:
@@ -128,21 +159,18 @@ class Scorer:
                 levels["family"] = levels["given"] = "swapped"  # given and family names in each other's place
         if request.gender and candidate.gender:
             levels["gender"] = "agree" if request.gender == candidate.gender else "disagree"
-        if request.postal and candidate.postal:
-            levels["postal"] = "agree" if request.postal == candidate.postal else "disagree"
         if request.phones and candidate.phones:
             levels["phone"] = "agree" if request.phones & candidate.phones else "disagree"
-        if request.address and candidate.address:
-            levels["address"] = "agree" if JaroWinkler.similarity(request.address, candidate.address) >= 0.9 \
-                else "disagree"
+        if address := _address_level(request, candidate):
+            levels["address"] = address
         if request.ssn and candidate.ssn:
-            levels["ssn"] = "agree" if request.ssn == candidate.ssn else "disagree"
+            levels["ssn"] = _ssn_level(request.ssn, candidate.ssn)
         if request.member_ids and candidate.member_ids:
             levels["member_id"] = "agree" if request.member_ids & candidate.member_ids else "disagree"
         contributions = {field: (level, self.weights[field][level]) for field, level in levels.items()}
         total = sum(weight for _, weight in contributions.values())
-        demographic = sum(contributions[f][1] for f in DEMOGRAPHIC_FIELDS if f in contributions)
-        return Score(total, demographic, contributions)
+        individual = sum(contributions[f][1] for f in INDIVIDUAL_FIELDS if f in contributions)
+        return Score(total, individual, contributions)
 
 
 @dataclass(frozen=True)
@@ -152,12 +180,12 @@ class Verdict:
     runner_up: tuple[str, Score] | None
 
 
-def decide(scored: list[tuple[str, Score]], threshold: float, margin: float, demographic_minimum: float) -> Verdict:
+def decide(scored: list[tuple[str, Score]], threshold: float, margin: float, individual_minimum: float) -> Verdict:
     """`scored`: (patient id, score) per candidate."""
     ranked = sorted(scored, key=lambda item: item[1].total, reverse=True)
     best = ranked[0] if ranked else None
     runner_up = ranked[1] if len(ranked) > 1 else None
-    if best is None or best[1].total < threshold or best[1].demographic < demographic_minimum:
+    if best is None or best[1].total < threshold or best[1].individual < individual_minimum:
         return Verdict("not-found", best, runner_up)
     if runner_up is not None and best[1].total - runner_up[1].total < margin:
         return Verdict("multiple-matches", best, runner_up)

@@ -30,6 +30,7 @@ FHIR_JSON = {"Accept": "application/fhir+json", "Content-Type": "application/fhi
 MATCH_SCOPE = "system/*.read system/Patient.$member-match"
 HREX = "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#"
 NPI = "http://hl7.org/fhir/sid/us-npi"
+SSN = "http://hl7.org/fhir/sid/us-ssn"
 
 # key: (given names, family, gender, birth date offset in days, subscriber id suffix)
 ROSTER = {
@@ -58,6 +59,7 @@ class Roster:
     run: str
     base: date
     ids: dict[str, str]
+    ssn: str  # Jennifer Walsh's
 
     def birth_date(self, key: str) -> date:
         return self.base + timedelta(days=ROSTER[key][3])
@@ -72,13 +74,15 @@ def roster(hapi) -> Roster:
     # Day of month ≤ 12 and unlike the month in the base date, so a day/month transposition is another real date.
     month = random.randint(1, 12)
     base = date(random.randint(1945, 1975), month, random.choice([d for d in range(1, 13) if d != month]))
+    ssn = f"{random.randint(100, 665)}-{random.randint(10, 99)}-{random.randint(1000, 9999)}"
     entries = []
     for key, (given, family, gender, offset, card) in ROSTER.items():
         urn = f"urn:uuid:{uuid.uuid4()}"
         entries.append({"fullUrl": urn, "request": {"method": "POST", "url": "Patient"}, "resource": {
             "resourceType": "Patient", "identifier": [{"type": {"coding": [
                 {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}]},
-                "system": "urn:test:this-payer:member", "value": f"{run}-{key}"}],
+                "system": "urn:test:this-payer:member", "value": f"{run}-{key}"},
+                *([{"system": SSN, "value": ssn}] if key == "walsh" else [])],
             "name": [{"use": "official", "family": family, "given": given,
                       **({"suffix": ["Jr"]} if key == "miller_jr" else {})}],
             "gender": gender, "birthDate": (base + timedelta(days=offset)).isoformat()}})
@@ -91,7 +95,7 @@ def roster(hapi) -> Roster:
         answer = json.load(response)
     locations = [e["response"]["location"] for e in answer["entry"]]
     ids = {key: locations[2 * i].split("/")[1] for i, key in enumerate(ROSTER)}
-    return Roster(run, base, ids)
+    return Roster(run, base, ids, ssn)
 
 
 def patient(given: list[str], family: str, birth: date | str, gender: str | None = None, **extra) -> dict:
@@ -194,8 +198,9 @@ async def test_each_variation_matches_the_right_member(anonymous, sidecar, roste
     (lambda r: patient(["Walter"], "Nobody", r.base - timedelta(days=77)), None, "not-found"),
     (lambda r: patient(["Emma"], "Chen", r.birth_date("chen_lily")), "card-of-chen", "not-found"),
     (lambda r: patient(["Lily"], "Chen", r.base + timedelta(days=9999)), "card-of-chen", "not-found"),
+    (lambda r: patient(["Mia"], "Chen", r.birth_date("chen_noah")), "card-of-chen", "not-found"),
 ], ids=["changed-surname-without-card", "same-name-same-birth-date-without-card", "nobody",
-        "card-with-wrong-person", "card-with-wrong-birth-date"])
+        "card-with-wrong-person", "card-with-wrong-birth-date", "a-twin-this-payer-does-not-cover"])
 async def test_uncertain_requests_are_refused_without_saying_why(anonymous, sidecar, roster, matcher,
                                                                  request_patient, card, code):
     _, headers = matcher
@@ -204,6 +209,15 @@ async def test_uncertain_requests_are_refused_without_saying_why(anonymous, side
     assert status == 422
     assert answer["issue"][0]["code"] == code
     assert roster.run not in json.dumps(answer) and "Chen" not in json.dumps(answer)
+
+
+async def test_a_request_without_a_birth_date_matches_on_name_and_ssn(anonymous, sidecar, roster, matcher):
+    _, headers = matcher
+    member = {"resourceType": "Patient", "id": "1", "name": [{"family": "Walsh", "given": ["Jennifer"]}],
+              "identifier": [{"system": SSN, "value": roster.ssn.replace("-", "")}]}
+    status, answer = await member_match(anonymous, sidecar, headers, parameters(member))
+    assert status == 200, answer
+    assert matched_id(answer) == roster.ids["walsh"]
 
 
 async def test_a_match_with_consent_grants_that_member_and_nothing_else(anonymous, sidecar, roster, matcher, seed):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.config import ConfigError
+from sidecar.config import ConfigError, Settings
 from sidecar.matching import throttle
 from sidecar.matching.candidates import birth_date_searches
 from sidecar.matching.consent import ConsentTerms, evaluate
@@ -17,6 +17,7 @@ from sidecar.matching.scoring import DEFAULT_WEIGHTS, Scorer, decide, load_nickn
 from sidecar.store.db import Store
 
 SCORER = Scorer(DEFAULT_WEIGHTS, load_nicknames())
+BARS = (Settings().match_threshold, Settings().match_margin, Settings().match_individual_minimum)
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 PAYER = frozenset({"http://hl7.org/fhir/sid/us-npi|1234567893"})
 
@@ -86,31 +87,31 @@ def test_unknown_or_missing_gender_neither_helps_nor_hurts():
 def test_a_card_alone_never_matches():
     request = person(["Emma"], "Chen", card="X-500")
     sibling = person(["Lily"], "Chen", card="X500", at_payer=True)
-    assert decide([("lily", SCORER.score(request, sibling))], 14, 6, 8).outcome == "not-found"
+    assert decide([("lily", SCORER.score(request, sibling))], *BARS).outcome == "not-found"
 
 
 def test_a_changed_surname_is_carried_by_the_card_and_the_rest():
     request = person(["Emily"], "Thompson", card="C-1")
     stored = person(["Emily"], "Carter", card="C1", at_payer=True)
-    assert decide([("emily", SCORER.score(request, stored))], 14, 6, 8).outcome == "match"
-    assert decide([("emily", SCORER.score(person(["Emily"], "Thompson"), stored))], 14, 6, 8).outcome == "not-found"
+    assert decide([("emily", SCORER.score(request, stored))], *BARS).outcome == "match"
+    assert decide([("emily", SCORER.score(person(["Emily"], "Thompson"), stored))], *BARS).outcome == "not-found"
 
 
 def test_twins_are_told_apart_by_the_first_name():
     request = person(["Noah"], "Chen", card="S500")
     scores = [(name, SCORER.score(request, person([name], "Chen", card="S500", at_payer=True))) for name in ("Noah", "Liam")]
-    verdict = decide(scores, 14, 6, 8)
+    verdict = decide(scores, *BARS)
     assert verdict.outcome == "match" and verdict.best[0] == "Noah"
 
 
 def test_two_equally_good_candidates_are_multiple_matches():
     request = person(["Michael"], "Brown")
     scores = [(pid, SCORER.score(request, person(["Michael"], "Brown", at_payer=True))) for pid in ("a", "b")]
-    assert decide(scores, 14, 6, 8).outcome == "multiple-matches"
+    assert decide(scores, *BARS).outcome == "multiple-matches"
 
 
 def test_no_candidates_is_not_found():
-    assert decide([], 14, 6, 8).outcome == "not-found"
+    assert decide([], *BARS).outcome == "not-found"
 
 
 def test_birth_date_searches_cover_a_day_either_side_and_the_swap():
@@ -210,7 +211,7 @@ def test_a_client_that_mostly_fails_is_refused(tmp_path: Path):
 def test_given_and_family_names_in_each_others_place_still_agree():
     score = SCORER.score(person(["Bradley"], "Matthews"), person(["Matthews"], "Bradley", at_payer=True))
     assert score.contributions["given"][0] == score.contributions["family"][0] == "swapped"
-    assert decide([("a", score)], 14, 6, 8).outcome == "match"
+    assert decide([("a", score)], *BARS).outcome == "match"
 
 
 def test_an_unknown_resource_type_inside_a_parameter_is_a_bad_request():
@@ -223,3 +224,53 @@ def test_an_unknown_resource_type_inside_a_parameter_is_a_bad_request():
         parse(contained)
     with pytest.raises(BadRequest, match="must carry a Patient"):
         parse({"resourceType": "Parameters", "parameter": [{"name": "MemberPatient", "resource": {"resourceType": "Nope"}}]})
+
+
+@pytest.mark.parametrize("stored, sent, expected", [
+    ("123456789", "123-45-6789", "agree"), ("123456789", "123456780", "one_digit"),
+    ("123456789", "123465789", "one_digit"), ("123456789", "6789", "last_four"), ("123456789", "987654321", "disagree"),
+])
+def test_ssn_levels(stored, sent, expected):
+    ssn = "http://hl7.org/fhir/sid/us-ssn"
+    request = person(["A"], "B", identifier=[{"system": ssn, "value": sent}])
+    candidate = person(["A"], "B", identifier=[{"system": ssn, "value": stored}], at_payer=True)
+    assert level("ssn", request, candidate) == expected
+
+
+def test_street_city_and_postal_code_count_once_as_one_address():
+    home = {"line": ["12 Elm Street"], "city": "Dayton", "postalCode": "45402"}
+    score = SCORER.score(person(["A"], "B", address=[home]), person(["A"], "B", address=[home], at_payer=True))
+    assert score.contributions["address"] == ("street", DEFAULT_WEIGHTS["address"]["street"])
+    assert set(score.contributions) == {"birth_date", "family", "given", "address"}
+    moved = {"line": ["9 Oak Road"], "city": "Dayton", "postalCode": "45402"}
+    assert level("address", person(["A"], "B", address=[moved]), person(["A"], "B", address=[home])) == "locality"
+
+
+def test_what_a_household_shares_never_carries_a_match_for_a_sibling():
+    home = [{"line": ["12 Elm Street"], "city": "Dayton", "postalCode": "45402"}]
+    phone = [{"system": "phone", "value": "937-555-0100"}]
+    twin = person(["Liam"], "Chen", card="500", address=home, telecom=phone, at_payer=True)
+    score = SCORER.score(person(["Noah"], "Chen", card="500", address=home, telecom=phone), twin)
+    assert score.total >= BARS[0], "family, address, phone and card agree"
+    assert decide([("liam", score)], *BARS).outcome == "not-found"
+
+
+def test_a_dependent_carrying_the_subscribers_ssn_is_not_the_subscriber():
+    ssn = [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123-45-6789"}]
+    subscriber = person(["David"], "Chen", "1960-02-03", card="500", identifier=ssn, at_payer=True)
+    child = SCORER.score(person(["Lily"], "Chen", "1998-07-09", card="500", identifier=ssn), subscriber)
+    assert decide([("david", child)], *BARS).outcome == "not-found"
+
+
+def test_a_member_patient_without_a_birth_date_is_accepted_but_one_without_a_name_is_not():
+    coverage = {"name": "CoverageToMatch", "resource": {"resourceType": "Coverage", "status": "active",
+                                                        "beneficiary": {"reference": "Patient/1"},
+                                                        "payor": [{"display": "x"}]}}
+    named = {"resourceType": "Patient", "id": "1", "name": [{"family": "B", "given": ["A"]}]}
+    assert parse({"resourceType": "Parameters", "parameter": [{"name": "MemberPatient", "resource": named},
+                                                               coverage]}).patient == named
+    with pytest.raises(BadRequest) as raised:
+        parse({"resourceType": "Parameters", "parameter": [
+            {"name": "MemberPatient", "resource": {"resourceType": "Patient", "id": "1", "birthDate": "1980-01-01"}},
+            coverage]})
+    assert raised.value.expression == "Parameters.parameter[MemberPatient].resource.name"

@@ -20,7 +20,7 @@ import org.springframework.context.annotation.Import;
 @SpringBootApplication(exclude = HibernateJpaAutoConfiguration.class)
 @EnableConfigurationProperties(HapiFhirProperties.class)
 @Import({JpaR4Config.class, JpaBatch2Config.class, Batch2JobsConfig.class, SubscriptionChannelConfig.class,
-		HapiJpaWiring.class})
+		HapiJpaWiring.class, Batch2Pace.class})
 public class HapiServerApplication {
 
 	public static void main(String[] args) {

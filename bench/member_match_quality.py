@@ -5,7 +5,7 @@ people, A and B, each B record a corrupted copy of one A record (typos, swapped 
 dates). A is this payer's roster: one Patient (name, birthDate, address, the `soc_sec_id` as a us-ssn identifier,
 the record id as an MB member identifier) and one Coverage (`subscriberId` = the record id) per record. FEBRL
 has no gender and FEBRL4 no phone number (a `phone_number` column is used if present); its `soc_sec_id` has 7
-digits (compared as sent, and searchable only from 9); invalid or missing birth dates are left out of the
+digits (compared and searched as sent); invalid or missing birth dates are left out of the
 roster's Patient. Every B record is then sent as a new payer would send it:
 
   (c) open world: only a seeded random half of A is loaded; every B record is sent without a card. Run first,

@@ -4,7 +4,7 @@ First, together:
 - the birth date as sent or a day either side (one range search), and with day and month swapped;
 - the card: `Coverage?identifier=` and `Patient?identifier=` with the numbers as sent and normalised (R4 has no
   search parameter on `Coverage.subscriberId`; the subscriber id still counts in the score);
-- the SSN, when the request carries a full one, as a us-ssn `Patient.identifier`.
+- the SSN (not a last four alone) as a us-ssn `Patient.identifier`.
 Then, only if those give no confident match: the family name tokens with the first given name
 (`Patient?family=…&given=…`; HAPI's string search ignores case and accents, and is much slower), for birth dates
 mistyped beyond the variants. Each block is capped. Coverages (for the subscriber id) are fetched only for the
@@ -41,8 +41,9 @@ def birth_date_searches(birth_date: date) -> list[list[tuple[str, str]]]:
 
 
 def ssn_values(ssn: str | None) -> list[str]:
-    """A full SSN as digits and in its printed 3-2-4 form (rosters store either); a last four is not searchable."""
-    if not ssn or len(ssn) < 9:
+    """An SSN as digits, and in its printed 3-2-4 form when it has nine (rosters store either); a last four alone
+    is not worth a search."""
+    if not ssn or len(ssn) <= 4:
         return []
     values = [ssn]
     if len(ssn) == 9:

@@ -26,6 +26,10 @@ from sidecar.disclosure.answers import AnswerFilter
 from sidecar.disclosure.resolver import ReferenceSensitivity
 from sidecar.disclosure.rules import DisclosureRules
 from sidecar.disclosure.sensitivity import SensitiveData
+from sidecar.export.handlers import JobHandlers
+from sidecar.export.runner import JobRunner
+from sidecar.matching.bulk import BulkMemberMatch, advertise_bulk_member_match
+from sidecar.matching.groups import PartnerGroups
 from sidecar.matching.operation import MemberMatch, advertise_member_match
 from sidecar.matching.scoring import Scorer, load_nicknames, load_weights
 from sidecar.proxy.guarded import GuardedReader
@@ -98,6 +102,11 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     weights = load_weights(Path(settings.match_weights_file) if settings.match_weights_file else None)
     member_match = MemberMatch(settings, upstream, store, directory, Scorer(weights, load_nicknames()))
     capability.contributors.append(advertise_member_match)
+    runner = JobRunner(settings, store, upstream, disclosure)
+    job_handlers = JobHandlers(settings, store, runner)
+    bulk_match = BulkMemberMatch(settings, store, runner, member_match)
+    capability.contributors.append(advertise_bulk_member_match)
+    groups = PartnerGroups(settings, store, upstream, proxy.handle)
 
     async def lifecycle(app: web.Application):
         await upstream.start()
@@ -105,7 +114,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         await directory.start()
         await audit.start()
         audit.record(AuditRecord("server", "started", detail={"public_url": settings.public_url}))
+        await runner.start()
         yield
+        await runner.close()
         await directory.close()
         await audit.close()
         await jwks.close()
@@ -122,6 +133,17 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.router.add_get("/.well-known/smart-configuration", discovery)
     app.router.add_post("/auth/token", token_endpoint.handle)
     app.router.add_post("/fhir/Patient/$member-match", member_match.handle)
+    app.router.add_post("/fhir/Group/$bulk-member-match", bulk_match.kickoff)
+    for path in ("/fhir/Group/{group:[A-Za-z0-9.-]{1,64}}/$davinci-data-export",
+                 "/fhir/Group/{group:[A-Za-z0-9.-]{1,64}}/$export", "/fhir/Patient/$export"):
+        app.router.add_get(path, job_handlers.export)
+        app.router.add_post(path, job_handlers.export)
+    app.router.add_get("/fhir/bulk-status/{job}", job_handlers.status)
+    app.router.add_delete("/fhir/bulk-status/{job}", job_handlers.delete)
+    app.router.add_get("/fhir/bulk-files/{job}/{file}", job_handlers.file)
+    app.router.add_get("/fhir/Group", groups.search)
+    app.router.add_post("/fhir/Group/_search", groups.search)
+    app.router.add_get("/fhir/Group/{id:[A-Za-z0-9.-]{1,64}}", groups.read)
     app.router.add_route("*", "/fhir", proxy.handle)
     app.router.add_route("*", "/fhir/{tail:.*}", proxy.handle)
     return app

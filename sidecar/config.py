@@ -54,6 +54,10 @@ class Settings:
     match_card_variants: int = 3
     match_failure_floor: int = 20
     match_failure_rate: float = 0.9
+    job_concurrency: int = 2
+    export_retention_seconds: float = 86400.0
+    export_since_floor: bool = True
+    bulk_match_concurrency: int = 4
 
     @property
     def upstream_base(self) -> str:
@@ -100,6 +104,8 @@ class Settings:
             raise ConfigError("match_margin, match_window_seconds and match_card_variants must be positive")
         if not 0 < self.match_failure_rate <= 1:
             raise ConfigError("match_failure_rate must be in (0, 1]")
+        if self.job_concurrency < 1 or self.bulk_match_concurrency < 1 or self.export_retention_seconds <= 0:
+            raise ConfigError("job_concurrency, bulk_match_concurrency and export_retention_seconds must be positive")
         if self.disclosure_cache_seconds < 0:
             raise ConfigError("disclosure_cache_seconds must not be negative")
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,6 +22,7 @@ from sidecar.access.caller import CALLER_KEY, Caller
 from sidecar.auth.directory import Directory
 from sidecar.auth.middleware import forbidden, note_audit, note_refusal
 from sidecar.config import Settings
+from sidecar.fhir.body import BodyTooLarge, read_limited
 from sidecar.fhir.outcome import fhir_json_response, outcome_response
 from sidecar.matching import throttle
 from sidecar.matching.candidates import CandidateSource, raw_card_ids
@@ -47,6 +48,15 @@ class MatchRequest:
     patient: dict
     coverage: dict
     consent: dict | None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    outcome: str                  # "match", "not-found", "multiple-matches", "consent" or "throttled"
+    patient: dict | None = None   # the matched Patient
+    coverages: list[dict] = field(default_factory=list)
+    reason: str | None = None     # why consent or throttling refused (audit only)
+    explanation: dict | None = None  # the scores (audit only)
 
 
 class BadRequest(Exception):
@@ -167,58 +177,68 @@ class MemberMatch:
             return forbidden(request, "the access token's scopes do not allow $member-match")
         try:
             match_request = parse(await self._body(request))
-            terms = self._consent_terms(match_request, caller)
+            resolution = await self.resolve(caller, match_request)
         except BadRequest as exc:
             note_refusal(request, str(exc))
             return outcome_response(400, "invalid", str(exc), expression=[exc.expression] if exc.expression else None)
-        if isinstance(terms, str):
-            note_refusal(request, terms)
+        except UpstreamError as error:
+            return error.response()
+        if resolution.explanation is not None:
+            note_audit(request, match=resolution.explanation)
+        if resolution.outcome == "consent":
+            note_refusal(request, resolution.reason or "consent")
             return outcome_response(422, "business-rule", "the consent cannot be honoured")
+        if resolution.outcome == "throttled":
+            note_refusal(request, f"throttled: {resolution.reason}")
+            return outcome_response(429, "throttled", "too many member-match attempts; try again later",
+                                    headers={"Retry-After": str(int(self.limits.window_seconds))})
+        if resolution.outcome != "match" or resolution.patient is None:
+            note_refusal(request, resolution.outcome)
+            diagnostics = ("no member matches the request" if resolution.outcome == "not-found"
+                           else "the request matches more than one member")
+            return outcome_response(422, resolution.outcome, diagnostics)
+        patient, found = resolution.patient, resolution.coverages
+        if not found and member_identifier(patient, [], self.settings.member_identifier_system) == {"value": patient["id"]}:
+            found = (await self.candidates.coverages([patient["id"]]))[patient["id"]]  # the subscriber id, as a last resort
+        return fhir_json_response(self._answer(patient, found))
+
+    async def resolve(self, caller: Caller, match_request: MatchRequest, consent_required: bool = False) -> Resolution:
+        """One member's match, as `$member-match` and each member of `$bulk-member-match` need it: consent terms,
+        throttling, matching, and on a match with a Consent the stored Consent and the grant."""
+        terms = self._consent_terms(match_request, caller, consent_required)
+        if isinstance(terms, str):
+            return Resolution("consent", reason=terms)
         person = person_of(match_request.patient, [match_request.coverage], False)
         card = "|".join(sorted(person.member_ids))
         client_id = caller.client.client_id
         too_many = await self.store.run(throttle.refusal, self.store, self.limits, client_id,
                                         person.demographics_key, card)
         if too_many:
-            note_refusal(request, f"throttled: {too_many}")
-            return outcome_response(429, "throttled", "too many member-match attempts; try again later",
-                                    headers={"Retry-After": str(int(self.limits.window_seconds))})
-        try:
-            verdict, patients, coverages = await self._match(person, match_request.coverage)
-        except UpstreamError as error:
-            return error.response()
+            return Resolution("throttled", reason=too_many)
+        verdict, patients, coverages = await self._match(person, match_request.coverage)
         await self.store.run(throttle.record, self.store, client_id, person.demographics_key, card, verdict.outcome)
-        note_audit(request, match=_explain(verdict))
+        explanation = _explain(verdict)
         if verdict.outcome != "match" or verdict.best is None:
-            note_refusal(request, verdict.outcome)
-            diagnostics = ("no member matches the request" if verdict.outcome == "not-found"
-                           else "the request matches more than one member")
-            return outcome_response(422, verdict.outcome, diagnostics)
+            return Resolution(verdict.outcome, explanation=explanation)
         patient_id = verdict.best[0]
         if terms is not None and match_request.consent is not None:
-            try:
-                await self._grant(caller, patient_id, match_request.consent, terms)
-            except UpstreamError as error:
-                return error.response()
-        patient, found = patients[patient_id], coverages[patient_id]
-        if not found and member_identifier(patient, [], self.settings.member_identifier_system) == {"value": patient_id}:
-            found = (await self.candidates.coverages([patient_id]))[patient_id]  # the subscriber id, as a last resort
-        return fhir_json_response(self._answer(patient, found))
+            await self._grant(caller, patient_id, match_request.consent, terms)
+        return Resolution("match", patients[patient_id], coverages[patient_id], explanation=explanation)
 
     async def _body(self, request: web.Request) -> object:
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise BadRequest("the request body is too large")
-        data = await request.content.read(MAX_BODY + 1)
-        if len(data) > MAX_BODY:
-            raise BadRequest("the request body is too large")
+        try:
+            data = await read_limited(request, MAX_BODY)
+        except BodyTooLarge as exc:
+            raise BadRequest("the request body is too large") from exc
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise BadRequest("the request body is not JSON") from exc
 
-    def _consent_terms(self, match_request: MatchRequest, caller: Caller) -> ConsentTerms | str | None:
+    def _consent_terms(self, match_request: MatchRequest, caller: Caller,
+                       consent_required: bool = False) -> ConsentTerms | str | None:
         if match_request.consent is None:
-            if self.settings.member_match_consent_required:
+            if consent_required or self.settings.member_match_consent_required:
                 return "a Consent is required"
             return None
         return evaluate(match_request.consent, datetime.now(timezone.utc), self.payer, caller.client.organization,

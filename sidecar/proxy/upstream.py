@@ -128,6 +128,25 @@ class Upstream:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise classify_client_error(exc) from exc
 
+    async def transaction(self, entries: list[dict]) -> list[str]:
+        """A transaction Bundle of the sidecar's own writes (Member Match Groups); `Type/id` per entry, in order."""
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        try:
+            async with self.session.post(self.base, data=orjson.dumps(bundle),
+                                         headers={"Content-Type": "application/fhir+json",
+                                                  "Accept": "application/fhir+json"}) as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    log.warning("upstream refused a transaction", extra={"status": resp.status, "body": body[
+                        :500].decode("utf-8", "replace")})
+                    raise UpstreamError(502, "exception", "the FHIR server refused to store resources")
+                answer = orjson.loads(body)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise classify_client_error(exc) from exc
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(502, "exception", "the FHIR server gave a malformed answer") from exc
+        return ["/".join(str(e["response"]["location"]).split("/")[:2]) for e in answer.get("entry", [])]
+
     def forwarded_headers(self, request: web.Request, request_id: str) -> dict[str, str]:
         """Headers that tell HAPI who the client reached (so it emits public URLs) and which request this is."""
         headers = dict(self._forwarded)

@@ -63,6 +63,47 @@ CREATE TABLE IF NOT EXISTS match_attempts (
     outcome TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS match_attempts_by_client ON match_attempts (client_id, at);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    organization TEXT NOT NULL,
+    state TEXT NOT NULL,
+    request_url TEXT NOT NULL,
+    params TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    upstream_poll TEXT,
+    progress TEXT,
+    transaction_time TEXT,
+    error_status INTEGER,
+    error_text TEXT,
+    expires_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+CREATE TABLE IF NOT EXISTS job_files (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    section TEXT NOT NULL,
+    type TEXT NOT NULL,
+    name TEXT NOT NULL,
+    count INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_files_by_job ON job_files (job_id);
+CREATE TABLE IF NOT EXISTS bulk_match_results (
+    job_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    patient_id TEXT,
+    PRIMARY KEY (job_id, idx)
+);
+CREATE TABLE IF NOT EXISTS member_groups (
+    group_id TEXT PRIMARY KEY,
+    organization TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    code TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS member_groups_by_organization ON member_groups (organization);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     at TEXT NOT NULL,

@@ -1,0 +1,107 @@
+"""HAPI's native bulk export, driven by the sidecar: kick-off, poll, download, cancel.
+
+Each kick-off sends `Cache-Control: no-cache` (HAPI would otherwise hand back an earlier job with the same
+parameters) and `Prefer: respond-async` (HAPI requires it). HAPI's poll and file URLs stay inside the sidecar.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import aiohttp
+import orjson
+
+from sidecar.proxy.upstream import Upstream, UpstreamError, classify_client_error
+
+KICKOFF_HEADERS = {"Prefer": "respond-async", "Cache-Control": "no-cache", "Accept": "application/fhir+json"}
+
+
+@dataclass(frozen=True)
+class Poll:
+    done: bool
+    manifest: dict | None = None
+    progress: str | None = None
+
+
+class HapiExport:
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    def _local(self, url: str) -> str:
+        """HAPI writes its URLs with the public address the sidecar forwards; only the path below the base counts."""
+        marker = "/$export-poll-status" if "/$export-poll-status" in url else "/Binary/"
+        head, _, tail = url.partition(marker)
+        return self.upstream.base + marker + tail if tail else url
+
+    async def kickoff(self, path: str, params: list[tuple[str, str]], patients: list[str] | None = None) -> str:
+        """Starts a fresh HAPI job; its poll URL. With `patients`, a POST Parameters (HAPI takes `patient` there only)."""
+        url = f"{self.upstream.base}/{path}"
+        try:
+            if patients:
+                body = {"resourceType": "Parameters", "parameter": [
+                    *({"name": name, "valueString": value} for name, value in params),
+                    *({"name": "patient", "valueString": reference} for reference in patients)]}
+                request = self.upstream.session.post(url, data=orjson.dumps(body), headers={
+                    **KICKOFF_HEADERS, "Content-Type": "application/fhir+json"})
+            else:
+                request = self.upstream.session.get(url, params=params, headers=KICKOFF_HEADERS)
+            async with request as resp:
+                answer = await resp.read()
+                if resp.status != 202 or "Content-Location" not in resp.headers:
+                    raise UpstreamError(502, "exception", f"the FHIR server refused the export ({resp.status}): "
+                                                          f"{_diagnostics(answer)}")
+                return self._local(resp.headers["Content-Location"])
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise classify_client_error(exc) from exc
+
+    async def poll(self, poll_url: str) -> Poll:
+        try:
+            async with self.upstream.session.get(poll_url, headers={"Accept": "application/json"}) as resp:
+                body = await resp.read()
+                if resp.status == 202:
+                    return Poll(False, progress=resp.headers.get("X-Progress"))
+                if resp.status == 200:
+                    return Poll(True, manifest=orjson.loads(body))
+                raise UpstreamError(502 if resp.status < 500 else 500, "exception",
+                                    f"the FHIR server's export failed: {_diagnostics(body)}")
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise classify_client_error(exc) from exc
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(502, "exception", "the FHIR server gave a malformed export manifest") from exc
+
+    async def lines(self, file_url: str) -> AsyncIterator[bytes]:
+        """One HAPI output file, line by line, streamed (never held whole in memory)."""
+        try:
+            async with self.upstream.session.get(self._local(file_url),
+                                                 headers={"Accept": "application/fhir+ndjson"}) as resp:
+                if resp.status != 200:
+                    raise UpstreamError(502, "exception", f"the FHIR server did not deliver an export file "
+                                                          f"({resp.status})")
+                buffered = b""
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    buffered += chunk
+                    *complete, buffered = buffered.split(b"\n")
+                    for line in complete:
+                        if line.strip():
+                            yield line
+                if buffered.strip():
+                    yield buffered
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise classify_client_error(exc) from exc
+
+    async def cancel(self, poll_url: str) -> None:
+        """Best effort: a finished or unknown HAPI job answers 404, which is fine."""
+        try:
+            async with self.upstream.session.delete(poll_url) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            pass
+
+
+def _diagnostics(body: bytes) -> str:
+    try:
+        outcome = orjson.loads(body)
+        return "; ".join(str(i.get("diagnostics", "")) for i in outcome.get("issue", []))[:300]
+    except (orjson.JSONDecodeError, AttributeError):
+        return body[:200].decode("utf-8", "replace")

@@ -1,0 +1,122 @@
+"""A bulk export kick-off, read from a GET query or a POST Parameters body, checked, and normalised for HAPI.
+
+Bulk Data STU2 and ATR `$davinci-data-export` parameters: `_type`, `_since`, `_until`, `_typeFilter`,
+`_outputFormat`, `patient`, `exportType`. Repeated parameters are one comma list. Partners get only the
+payer-to-payer types their scopes cover; types outside them are left out and named in the manifest's error file
+(never silently), so Bulk Data clients that ask for every type they know still work; a `_type` with nothing
+exportable is refused.
+A `_since` older than the look-back is raised to it (PDex 2.1.0, shared/DECISIONS.md 4; `export_since_floor`).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, tzinfo
+from typing import Iterable, Mapping
+
+from sidecar.disclosure.dates import parse_fhir_moment, years_before
+
+PAYER_TO_PAYER = "hl7.fhir.us.davinci-pdex#payertopayer"
+NDJSON_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
+KNOWN = {"_type", "_since", "_until", "_typeFilter", "_outputFormat", "patient", "exportType"}
+
+
+class BadExport(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class ExportParams:
+    level: str                       # "group" or "patient"
+    group_id: str | None
+    types: list[str]
+    since: str | None = None
+    until: str | None = None
+    type_filters: list[str] = field(default_factory=list)
+    patients: list[str] = field(default_factory=list)   # requested `Patient/id`s (empty: all)
+    since_raised: bool = False
+    left_out_types: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def upstream_params(self) -> list[tuple[str, str]]:
+        params = [("_outputFormat", "application/fhir+ndjson")]
+        if self.types:
+            params.append(("_type", ",".join(self.types)))
+        if self.since:
+            params.append(("_since", self.since))
+        params += [("_typeFilter", f) for f in self.type_filters]
+        return params
+
+
+def pairs_of_parameters(body: object) -> list[tuple[str, str]]:
+    """A POST kick-off's Parameters as (name, value) pairs."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise BadExport("a POST kick-off carries a Parameters resource")
+    pairs = []
+    for parameter in body.get("parameter") or ():
+        if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
+            raise BadExport("every parameter needs a name")
+        value = next((v for k, v in parameter.items() if k.startswith("value")), None)
+        if isinstance(value, dict):  # valueReference
+            value = value.get("reference")
+        if not isinstance(value, str):
+            raise BadExport(f"parameter {parameter['name']} needs a string, instant, canonical or reference value")
+        pairs.append((parameter["name"], value))
+    return pairs
+
+
+def _instant(name: str, value: str, tz: tzinfo) -> datetime:
+    moment = parse_fhir_moment(value, tz)
+    if not isinstance(moment, datetime):
+        raise BadExport(f"{name} must be a FHIR instant (e.g. 2025-01-01T00:00:00Z), not {value[:60]!r}")
+    return moment
+
+
+def parse_export(pairs: Iterable[tuple[str, str]], level: str, group_id: str | None, allowed_types: list[str],
+                 now: datetime, tz: tzinfo, lookback_years: int, since_floor: bool,
+                 operation: str = "$export", unrestricted: bool = False) -> ExportParams:
+    """`allowed_types`: what the client may export. Without `_type`, a partner gets all of them; an unrestricted
+    client gets whatever HAPI exports by default (an empty `types`)."""
+    values: dict[str, list[str]] = {}
+    for name, value in pairs:
+        if name not in KNOWN:
+            raise BadExport(f"{operation} does not take parameter {name}")
+        values.setdefault(name, []).append(value)
+    joined: Mapping[str, list[str]] = {k: [x.strip() for v in vs for x in v.split(",") if x.strip()]
+                                       for k, vs in values.items() if k != "_typeFilter"}
+    for output_format in joined.get("_outputFormat", []):
+        if output_format not in NDJSON_FORMATS:
+            raise BadExport(f"_outputFormat {output_format} is not supported; use application/fhir+ndjson")
+    for export_type in joined.get("exportType", []):
+        if export_type != PAYER_TO_PAYER:
+            raise BadExport(f"exportType {export_type} is not supported; use {PAYER_TO_PAYER}")
+    asked = joined.get("_type") or ([] if unrestricted else list(allowed_types))
+    types = [t for t in asked if t in allowed_types]
+    left_out = [t for t in asked if t not in allowed_types]
+    if asked and not types:
+        raise BadExport(f"_type {','.join(left_out)[:200]} cannot be exported to this client")
+    type_filters = [q for q in values.get("_typeFilter", []) if q.partition("?")[0] not in left_out]
+    for query in type_filters:
+        resource_type, _, search = query.partition("?")
+        if (types and resource_type not in types) or resource_type not in allowed_types or not search:
+            raise BadExport(f"_typeFilter {query[:80]!r} must be Type?search for an exported type")
+        if "_include" in search or "_sort" in search or "_revinclude" in search:
+            raise BadExport("_typeFilter queries cannot use _include, _revinclude or _sort")
+    since = values.get("_since", [None])[-1]
+    since_raised = False
+    if since is not None:
+        moment = _instant("_since", since, tz)
+        floor = years_before(now, lookback_years)
+        if since_floor and moment < floor:
+            since, since_raised = floor.isoformat(timespec="seconds").replace("+00:00", "Z"), True
+    until = values.get("_until", [None])[-1]
+    if until is not None:
+        _instant("_until", until, tz)
+    patients = joined.get("patient", [])
+    for reference in patients:
+        if not reference.startswith("Patient/") or "/" in reference[8:] or not reference[8:]:
+            raise BadExport(f"patient {reference[:80]!r} must be a Patient/id reference")
+    return ExportParams(level, group_id, types, since, until, type_filters, patients, since_raised, left_out)

@@ -1,0 +1,251 @@
+"""Runs the sidecar's asynchronous jobs in the background: exports here, bulk member matches through
+`sidecar.matching.bulk`.
+
+An export is a fresh HAPI job (Group or Patient `$export`). When it completes, each HAPI output file is streamed
+through the disclosure filter, in batches, into the sidecar's own file; the members are those the client may see
+at that moment (Group members with a live grant, so a revocation since the match counts), and only then is the
+job complete. A restart resumes live jobs: the HAPI job is polled again (or started, if it never was) and the
+filtering starts over. HAPI failing fails the job with a 5xx; a cancelled job stops and its files go.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from functools import partial
+from datetime import datetime
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import orjson
+
+from sidecar.config import Settings
+from sidecar.disclosure.answers import MATCH, AnswerFilter
+from sidecar.disclosure.dates import parse_fhir_moment, utc_now
+from sidecar.export.hapi_export import HapiExport
+from sidecar.export.request import ExportParams
+from sidecar.proxy.upstream import Upstream, UpstreamError
+from sidecar.store import jobs
+from sidecar.store.db import Store
+from sidecar.store.grants import granted_members
+from sidecar.store.jobs import Job, JobFile
+
+log = logging.getLogger("sidecar.jobs")
+
+BATCH = 500
+POLL_SECONDS = (0.5, 1.0, 2.0, 3.0)
+TRANSIENT_RETRIES = 10
+OPERATION_OUTCOME = "OperationOutcome"
+
+
+class JobCancelled(Exception):
+    pass
+
+
+def outcome_line(severity: str, code: str, diagnostics: str) -> bytes:
+    return orjson.dumps({"resourceType": OPERATION_OUTCOME,
+                         "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}]})
+
+
+class JobRunner:
+    def __init__(self, settings: Settings, store: Store, upstream: Upstream, disclosure: AnswerFilter) -> None:
+        self.settings = settings
+        self.store = store
+        self.upstream = upstream
+        self.hapi = HapiExport(upstream)
+        self.disclosure = disclosure
+        self.root = settings.data_dir / "jobs"
+        self.tasks: dict[str, asyncio.Task] = {}
+        self.handlers: dict[str, Callable[[Job], Awaitable[None]]] = {jobs.EXPORT: self._export}
+        self.slots = asyncio.Semaphore(settings.job_concurrency)
+        self._sweeper: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        for job in await self.store.run(jobs.live_jobs, self.store):
+            log.info("resuming job", extra={"job": job.id, "kind": job.kind, "state": job.state})
+            self.submit(job)
+        self._sweeper = asyncio.create_task(self._sweep(), name="job-retention")
+
+    async def close(self) -> None:
+        """Stops the work in hand; the jobs stay live in the store and resume at the next start."""
+        tasks = [*self.tasks.values(), *([self._sweeper] if self._sweeper else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def directory(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def submit(self, job: Job) -> None:
+        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        self.tasks[job.id] = task
+        task.add_done_callback(lambda _: self.tasks.pop(job.id, None))
+
+    async def cancel(self, job: Job) -> None:
+        await self.store.run(partial(jobs.update_job, self.store, job.id, state=jobs.CANCELLED))
+        task = self.tasks.get(job.id)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if job.upstream_poll:
+            await self.hapi.cancel(job.upstream_poll)
+        shutil.rmtree(self.directory(job.id), ignore_errors=True)
+
+    async def _run(self, job: Job) -> None:
+        async with self.slots:
+            try:
+                await self.store.run(jobs.set_state_if_live, self.store, job.id, jobs.RUNNING)
+                await self.handlers[job.kind](job)
+            except asyncio.CancelledError:
+                raise
+            except JobCancelled:
+                return
+            except UpstreamError as error:
+                log.warning("job failed at the FHIR server", extra={"job": job.id, "reason": error.reason})
+                await self._fail(job, error.status if error.status >= 500 else 502, error.reason)
+            except Exception:
+                log.exception("job failed", extra={"job": job.id})
+                await self._fail(job, 500, "the job failed; quote its id when reporting it")
+
+    async def _fail(self, job: Job, status: int, reason: str) -> None:
+        shutil.rmtree(self.directory(job.id), ignore_errors=True)
+        await self.store.run(partial(jobs.set_state_if_live, self.store, job.id, jobs.FAILED,
+                                     error_status=status, error_text=reason))
+
+    async def progress(self, job: Job, text: str) -> None:
+        await self.store.run(partial(jobs.update_job, self.store, job.id, progress=text[:99]))
+
+    async def finish(self, job: Job, files: list[JobFile], transaction_time: str) -> None:
+        expires = time.time() + self.settings.export_retention_seconds
+        if not await self.store.run(jobs.complete_job, self.store, job.id, files, transaction_time, expires):
+            shutil.rmtree(self.directory(job.id), ignore_errors=True)
+            raise JobCancelled()
+
+    # --- export ---------------------------------------------------------------------------------------------------
+
+    async def _export(self, job: Job) -> None:
+        params = ExportParams(**job.params["export"])
+        poll_url = job.upstream_poll
+        if poll_url is None:
+            patients = None
+            if params.level == "patient" and not job.params.get("unrestricted"):
+                # A partner's Patient-level export names its members to HAPI (HAPI would export everyone).
+                patients = sorted(f"Patient/{pid}" for pid in await self._members(job, params) or {})
+                if not patients:
+                    await self.finish(job, [], utc_now().isoformat())
+                    return
+            path = f"Group/{params.group_id}/$export" if params.level == "group" else "Patient/$export"
+            poll_url = await self.hapi.kickoff(path, params.upstream_params(), patients)
+            await self.store.run(partial(jobs.update_job, self.store, job.id, upstream_poll=poll_url))
+        manifest = await self._await_hapi(job, poll_url)
+        await self.progress(job, "filtering the export files")
+        now = utc_now()
+        members = await self._members(job, params)
+        directory = self.directory(job.id)
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        files: list[JobFile] = []
+        errors: list[bytes] = [outcome_line("information", "informational", f"_since was raised to {params.since}, "
+                                            "the start of the look-back period")] if params.since_raised else []
+        errors += [outcome_line("warning", "not-supported", f"{t} is not exported to this client; left out")
+                   for t in params.left_out_types]
+        unknown = [p for p in params.patients if members is not None and p.split("/")[1] not in members]
+        errors += [outcome_line("warning", "not-found", f"{p} is not a member of this export") for p in unknown]
+        until = parse_fhir_moment(params.until, self.settings.timezone) if params.until else None
+        for item in manifest.get("output") or ():
+            if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+                continue
+            written = await self._filter_file(job, directory, item["url"], members, now, until)
+            if written is not None:
+                files.append(written)
+        if errors:
+            name = "errors.ndjson"
+            (directory / name).write_bytes(b"\n".join(errors) + b"\n")
+            files.append(JobFile(jobs.new_id(), job.id, "error", OPERATION_OUTCOME, name, len(errors)))
+        transaction_time = str(manifest.get("transactionTime") or now.isoformat())
+        await self.finish(job, files, transaction_time)
+
+    async def _await_hapi(self, job: Job, poll_url: str) -> dict:
+        attempt, failures = 0, 0
+        while True:
+            try:
+                poll = await self.hapi.poll(poll_url)
+                failures = 0
+            except UpstreamError as error:
+                failures += 1
+                if error.status not in (503, 504) or failures > TRANSIENT_RETRIES:
+                    raise
+                poll = None
+            if poll is not None and poll.done and poll.manifest is not None:
+                return poll.manifest
+            if poll is not None and poll.progress:
+                await self.progress(job, "FHIR server: " + poll.progress.split(" - ")[-1])
+            await asyncio.sleep(POLL_SECONDS[min(attempt, len(POLL_SECONDS) - 1)])
+            attempt += 1
+
+    async def _members(self, job: Job, params: ExportParams) -> dict[str, str] | None:
+        """Patient id → consent policy of the members whose data may leave now; None for an unrestricted client."""
+        if job.params.get("unrestricted"):
+            return None
+        granted = await self.store.run(granted_members, self.store, job.organization)
+        if params.level == "group":
+            groups = await self.upstream.by_ids("Group", [params.group_id or ""])
+            in_group = {str(m.get("entity", {}).get("reference", "")).removeprefix("Patient/")
+                        for g in groups for m in g.get("member") or () if isinstance(m, dict)}
+            granted = {pid: policy for pid, policy in granted.items() if pid in in_group}
+        if params.patients:
+            wanted = {p.split("/")[1] for p in params.patients}
+            granted = {pid: policy for pid, policy in granted.items() if pid in wanted}
+        return granted
+
+    async def _filter_file(self, job: Job, directory: Path, url: str, members: dict[str, str] | None,
+                           now: datetime, until: object) -> JobFile | None:
+        name = f"{len(list(directory.iterdir())) + 1}.ndjson"
+        path = directory / name
+        resource_type, count = None, 0
+        batch: list[dict] = []
+
+        async def flush(out) -> None:
+            nonlocal count
+            if not batch:
+                return
+            kept = batch
+            if isinstance(until, datetime):
+                kept = [r for r in kept if not _updated_after(r, until, self.settings)]
+            if members is not None:
+                outcome = await self.disclosure.filter(members, [(r, MATCH) for r in kept], now)
+                kept = [r for r in outcome.released if r is not None]
+            for resource in kept:
+                out.write(orjson.dumps(resource) + b"\n")
+            count += len(kept)
+            batch.clear()
+
+        with path.open("wb") as out:
+            async for line in self.hapi.lines(url):
+                resource = orjson.loads(line)
+                resource_type = resource_type or resource.get("resourceType")
+                batch.append(resource)
+                if len(batch) >= BATCH:
+                    await flush(out)
+            await flush(out)
+        if count == 0 or resource_type is None:
+            path.unlink()
+            return None
+        return JobFile(jobs.new_id(), job.id, "output", resource_type, name, count)
+
+    async def _sweep(self) -> None:
+        """Files expire after `export_retention_seconds`; the job then answers 404."""
+        while True:
+            await asyncio.sleep(min(60.0, max(1.0, self.settings.export_retention_seconds / 4)))
+            try:
+                for job in await self.store.run(jobs.expired_jobs, self.store, time.time()):
+                    shutil.rmtree(self.directory(job.id), ignore_errors=True)
+                    await self.store.run(partial(jobs.update_job, self.store, job.id, state=jobs.EXPIRED))
+            except Exception:
+                log.exception("retention sweep failed")
+
+
+def _updated_after(resource: dict, until: datetime, settings: Settings) -> bool:
+    updated = parse_fhir_moment((resource.get("meta") or {}).get("lastUpdated"), settings.timezone)
+    return isinstance(updated, datetime) and updated > until

@@ -1,0 +1,225 @@
+"""`POST /fhir/Group/$bulk-member-match` (PDex): many members matched in one asynchronous job.
+
+The kick-off checks the envelope (Parameters with `MemberBundle` parameters) and answers 202 with the sidecar's
+status URL; each member is then matched and its consent judged independently, with the same code as
+`$member-match` (`MemberMatch.resolve`). A member that is malformed, or whose match fails, lands in
+NonMatchedMembers (with an OperationOutcome in the manifest's error file) and never fails the batch. Results are
+recorded per member, so a restart resumes where the job stopped. At the end the Member Match Groups are stored in
+HAPI in one transaction with conditional creates (a resumed job never makes them twice), recorded as this
+organization's, and listed in the manifest as a Group ndjson file (PDex 2.2 draft) and a Parameters ndjson file
+carrying the 2.1.0 envelope.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+from datetime import date
+
+import orjson
+from aiohttp import web
+
+from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.auth.middleware import forbidden, note_audit, note_refusal
+from sidecar.auth.scopes import ScopeSet
+from sidecar.config import Settings
+from sidecar.disclosure.dates import utc_now
+from sidecar.export.handlers import accepted
+from sidecar.export.runner import JobRunner, outcome_line
+from sidecar.fhir.body import BodyTooLarge, read_limited
+from sidecar.fhir.outcome import outcome_response
+from sidecar.matching.operation import BadRequest, MemberMatch, parse
+from sidecar.store import jobs
+from sidecar.store.clients import Client
+from sidecar.store.db import Store
+
+OPERATION = "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch"
+RESULT_SYSTEM = "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PdexMultiMemberMatchResultCS"
+MATCH_EXTENSION = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-match-parameters"
+MATCH_GROUP = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-match-group"
+NO_MATCH_GROUP = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-no-match-group"
+GROUP_IDENTIFIER_SYSTEM = "urn:pdex-sidecar:bulk-member-match"
+ORGANIZATION_SYSTEM = "urn:pdex-sidecar:organization"
+MAX_BODY = 64 * 1024 * 1024
+# Outcome of a member → (Group code, Parameters name)
+GROUPS = {"match": ("match", "MatchedMembers"), "nomatch": ("nomatch", "NonMatchedMembers"),
+          "consent": ("consentconstraint", "ConsentConstrainedMembers")}
+
+
+def members_of(body: object) -> list[dict]:
+    """Each MemberBundle's parts as name → resource; a malformed member becomes {"error": why, ...what there was}."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise BadRequest("the body must be a Parameters resource")
+    bundles = [p for p in body.get("parameter") or () if isinstance(p, dict) and p.get("name") == "MemberBundle"]
+    if not bundles:
+        raise BadRequest("at least one MemberBundle parameter is required", "Parameters.parameter[MemberBundle]")
+    members = []
+    for bundle in bundles:
+        parts = {p.get("name"): p.get("resource") for p in bundle.get("part") or () if isinstance(p, dict)}
+        members.append({k: v for k, v in parts.items() if isinstance(k, str)})
+    return members
+
+
+def _submitted(patient: object, index: int) -> dict | None:
+    """The submitted Patient, unmodified but for the meta elements a contained resource may not carry."""
+    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
+        return None
+    contained = copy.deepcopy(patient)
+    contained["id"] = f"m{index}"
+    meta = {k: v for k, v in (contained.get("meta") or {}).items() if k not in ("versionId", "lastUpdated", "security")}
+    contained.pop("meta", None)
+    if meta:
+        contained["meta"] = meta
+    return contained
+
+
+class BulkMemberMatch:
+    def __init__(self, settings: Settings, store: Store, runner: JobRunner, single: MemberMatch) -> None:
+        self.settings = settings
+        self.store = store
+        self.runner = runner
+        self.single = single
+        runner.handlers[jobs.BULK_MATCH] = self.run
+        payer = next((p for p in single.payer if "|" in p), None)
+        self.managing_entity = ({"identifier": dict(zip(("system", "value"), payer.split("|", 1)))} if payer
+                                else {"display": "this payer"})
+
+    async def kickoff(self, request: web.Request) -> web.Response:
+        caller: Caller = request[CALLER_KEY]
+        if not caller.scopes.allows_operation("Group", "$bulk-member-match"):
+            return forbidden(request, "the access token's scopes do not allow $bulk-member-match")
+        try:
+            try:
+                members = members_of(orjson.loads(await read_limited(request, MAX_BODY)))
+            except BodyTooLarge as exc:
+                raise BadRequest("the request body is too large") from exc
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest("the request body is not JSON") from exc
+        except BadRequest as exc:
+            note_refusal(request, str(exc))
+            return outcome_response(400, "invalid", str(exc), expression=[exc.expression] if exc.expression else None)
+        job = await self.store.run(jobs.create_job, self.store, jobs.BULK_MATCH, caller.client.client_id,
+                                   caller.client.organization, f"{self.settings.public_fhir_base}/Group/$bulk-member-match",
+                                   {"members": members})
+        self.runner.submit(job)
+        note_audit(request, job=job.id, members=len(members))
+        return accepted(self.settings, job)
+
+    async def run(self, job: jobs.Job) -> None:
+        members: list[dict] = job.params["members"]
+        caller = await self._caller(job)
+        done = await self.store.run(jobs.match_results, self.store, job.id)
+        pending = [i for i in range(len(members)) if i not in done]
+        errors: dict[int, str] = {}
+        queue = asyncio.Queue()
+        for index in pending:
+            queue.put_nowait(index)
+
+        async def worker() -> None:
+            while not queue.empty():
+                index = queue.get_nowait()
+                outcome, patient_id = await self._one(caller, members[index], index, errors)
+                await self.store.run(jobs.record_match_result, self.store, job.id, index, outcome, patient_id)
+                done[index] = (outcome, patient_id)
+                if len(done) % 25 == 0:
+                    await self.runner.progress(job, f"matched {len(done)} of {len(members)} members")
+
+        await asyncio.gather(*(worker() for _ in range(self.settings.bulk_match_concurrency)))
+        for index, member in enumerate(members):
+            if done[index][0] == "nomatch" and not isinstance(member.get("MemberPatient"), dict):
+                errors.setdefault(index, "the MemberBundle has no MemberPatient")
+        await self.runner.progress(job, "storing the Member Match Groups")
+        groups = self._groups(job, members, done)
+        ids = await self.single.upstream.transaction([
+            {"resource": group, "request": {"method": "POST", "url": "Group",
+                                            "ifNoneExist": f"identifier={GROUP_IDENTIFIER_SYSTEM}|{job.id}-{code}"}}
+            for code, group in groups.items()])
+        by_code = dict(zip(groups, (location.split("/")[1] for location in ids)))
+        await self.store.run(jobs.record_groups, self.store, job.organization, job.id, by_code)
+        stored = await self.single.upstream.by_ids("Group", list(by_code.values()))
+        await self._write(job, stored, errors)
+
+    async def _caller(self, job: jobs.Job) -> Caller:
+        """The job's client as it is now (a client disabled since the kick-off matches nobody)."""
+        client: Client | None = self.single.directory.clients.get(job.client_id)
+        if client is None or not client.enabled:
+            raise RuntimeError("the client that started this job is disabled")
+        return Caller(client, ScopeSet.parse(client.scopes), {})
+
+    async def _one(self, caller: Caller, member: dict, index: int, errors: dict[int, str]) -> tuple[str, str | None]:
+        body = {"resourceType": "Parameters", "parameter": [{"name": name, "resource": resource}
+                                                            for name, resource in member.items()]}
+        try:
+            resolution = await self.single.resolve(caller, parse(body), consent_required=True)
+        except BadRequest as exc:
+            errors[index] = f"MemberBundle {index + 1}: {exc}" + (f" ({exc.expression})" if exc.expression else "")
+            return "nomatch", None
+        except Exception as exc:  # one member's failure (HAPI trouble included) never fails the batch
+            errors[index] = f"MemberBundle {index + 1}: could not be matched ({type(exc).__name__})"
+            return "nomatch", None
+        if resolution.outcome == "match" and resolution.patient is not None:
+            return "match", resolution.patient["id"]
+        return ("consent", None) if resolution.outcome == "consent" else ("nomatch", None)
+
+    def _groups(self, job: jobs.Job, members: list[dict], done: dict[int, tuple[str, str | None]]) -> dict[str, dict]:
+        requester = {"identifier": {"system": ORGANIZATION_SYSTEM, "value": job.organization},
+                     "display": job.organization}
+        today = date.today().isoformat()
+        groups: dict[str, dict] = {}
+        for outcome, (code, _) in GROUPS.items():
+            chosen = [i for i in range(len(members)) if done[i][0] == outcome]
+            if not chosen and outcome != "match":
+                continue  # MatchedMembers always exists, so the requester always has a Group to export from
+            contained, entries = [], []
+            for index in chosen:
+                patient = _submitted(members[index].get("MemberPatient"), index)
+                if patient is None:
+                    continue
+                contained.append(patient)
+                target = f"Patient/{done[index][1]}" if outcome == "match" else f"#{patient['id']}"
+                entries.append({"entity": {"reference": target, "extension": [
+                    {"url": MATCH_EXTENSION, "valueReference": {"reference": f"#{patient['id']}"}}]}})
+            coding = {"system": RESULT_SYSTEM, "code": code}
+            group = {"resourceType": "Group", "meta": {"profile": [MATCH_GROUP if outcome == "match" else NO_MATCH_GROUP]},
+                     "identifier": [{"system": GROUP_IDENTIFIER_SYSTEM, "value": f"{job.id}-{code}"}],
+                     "type": "person", "actual": True, "code": {"coding": [coding]},
+                     "characteristic": [{"code": {"coding": [coding]}, "valueReference": requester, "exclude": False,
+                                         "period": {"start": today}}],
+                     "managingEntity": self.managing_entity, "quantity": len(entries)}
+            if contained:
+                group["contained"] = contained
+            if entries:
+                group["member"] = entries
+            groups[code] = group
+        return groups
+
+    async def _write(self, job: jobs.Job, groups: list[dict], errors: dict[int, str]) -> None:
+        directory = self.runner.directory(job.id)
+        directory.mkdir(parents=True, exist_ok=True)
+        files = []
+        (directory / "groups.ndjson").write_bytes(b"".join(orjson.dumps(g) + b"\n" for g in groups))
+        files.append(jobs.JobFile(jobs.new_id(), job.id, "output", "Group", "groups.ndjson", len(groups)))
+        names = {code: name for code, name in GROUPS.values()}
+        envelope = {"resourceType": "Parameters", "parameter": [
+            {"name": names[c["code"]], "resource": g} for g in groups for c in g["code"]["coding"]]}
+        (directory / "parameters.ndjson").write_bytes(orjson.dumps(envelope) + b"\n")
+        files.append(jobs.JobFile(jobs.new_id(), job.id, "output", "Parameters", "parameters.ndjson", 1))
+        if errors:
+            lines = [outcome_line("error", "invalid", errors[i]) for i in sorted(errors)]
+            (directory / "errors.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+            files.append(jobs.JobFile(jobs.new_id(), job.id, "error", "OperationOutcome", "errors.ndjson", len(lines)))
+        await self.runner.finish(job, files, utc_now().isoformat())
+
+
+def advertise_bulk_member_match(statement: dict, settings: Settings) -> None:
+    """CapabilityStatement: `$bulk-member-match` and `$davinci-data-export` on Group, plus the Bulk exports."""
+    for rest in statement.get("rest", []):
+        for resource in rest.get("resource", []):
+            if resource.get("type") == "Group":
+                resource["operation"] = [
+                    {"name": "bulk-member-match", "definition": OPERATION},
+                    {"name": "davinci-data-export",
+                     "definition": "http://hl7.org/fhir/us/davinci-atr/OperationDefinition/davinci-data-export"},
+                    {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}]
+            if resource.get("type") == "Patient":
+                resource.setdefault("operation", []).append(
+                    {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"})

@@ -1,0 +1,282 @@
+"""Bulk payer-to-payer against real HAPI: `$bulk-member-match` into Member Match Groups, then
+`$davinci-data-export` (and Bulk Data `$export`) of the matched Group through the disclosure filter.
+
+One module-wide world: 200 members at this payer, each with a recent Observation and a 42 CFR Part 2 Condition;
+a partner asks for 160 of them with honourable consent (#regular), 20 people this payer does not cover, 20 members
+whose consent names another recipient, and one malformed MemberBundle. Names and cards carry a run prefix.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import string
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from sidecar.client.smart import token_form
+from tests.integration.test_member_match import consent
+from tests.smart import Registered, register_client
+
+pytestmark = pytest.mark.hapi
+
+FHIR_JSON = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
+PARTNER_SCOPES = "system/*.read system/Group.$bulk-member-match"
+SUD = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F10.20",
+                   "display": "Alcohol dependence, uncomplicated"}]}
+MATCHED, UNKNOWN, CONSTRAINED = 160, 20, 20
+
+
+def call(method: str, url: str, token: str | None = None, body: dict | None = None,
+         headers: dict | None = None) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None,
+                                     headers={**FHIR_JSON, **({"Authorization": f"Bearer {token}"} if token else {}),
+                                              **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def token(sidecar, client: Registered, scope: str = PARTNER_SCOPES) -> str:
+    form = urllib.parse.urlencode(token_form(client.client_id, f"{sidecar.public_url}/auth/token", client.key,
+                                             scope)).encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{sidecar.public_url}/auth/token", data=form),
+                                timeout=30) as response:
+        return json.load(response)["access_token"]
+
+
+def await_job(status_url: str, bearer: str, timeout: float = 240) -> tuple[int, dict, bytes]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, headers, body = call("GET", status_url, bearer)
+        if status != 202:
+            return status, headers, body
+        assert "X-Progress" in headers and headers["Retry-After"] == "2"
+        time.sleep(0.5)
+    raise AssertionError("the job did not finish in time")
+
+
+def ndjson(url: str, bearer: str) -> list[dict]:
+    status, headers, body = call("GET", url, bearer, headers={"Accept": "application/fhir+ndjson"})
+    assert status == 200 and headers["Content-Type"].startswith("application/fhir+ndjson"), (status, body[:300])
+    return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+
+
+def letters(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice(string.ascii_lowercase) for _ in range(n)).capitalize()
+
+
+@dataclass
+class World:
+    run: str
+    partner: Registered
+    bearer: str
+    patients: dict[int, str]        # member index → HAPI Patient id
+    matched: set[int]
+    constrained: set[int]
+    manifest: dict
+    status_url: str
+    groups: dict[str, dict]         # code → Group
+
+
+def member_bundle(patient: dict, card: str, consent_resource: dict) -> dict:
+    coverage = {"resourceType": "Coverage", "id": "9", "status": "active", "subscriberId": card,
+                "beneficiary": {"reference": "Patient/1"}, "payor": [{"display": "This Payer"}]}
+    return {"name": "MemberBundle", "part": [
+        {"name": "MemberPatient", "resource": {**patient, "id": "1"}},
+        {"name": "CoverageToMatch", "resource": coverage},
+        {"name": "Consent", "resource": consent_resource}]}
+
+
+@pytest.fixture(scope="module")
+def world(hapi, sidecar) -> World:
+    run = uuid.uuid4().hex[:8]
+    rng = random.Random(run)
+    today = datetime.now(timezone.utc).date()
+    people = []
+    for i in range(200 + UNKNOWN):
+        people.append({"resourceType": "Patient", "name": [{"family": letters(rng, 9), "given": [letters(rng, 7)]}],
+                       "gender": rng.choice(["male", "female"]),
+                       "birthDate": (date(1940, 1, 1) + timedelta(days=rng.randint(0, 25000))).isoformat(),
+                       "identifier": [{"system": f"urn:test:bulk:{run}", "value": str(i)}]})
+    entries = []
+    for i, person in enumerate(people[:200]):
+        urn = f"urn:uuid:{uuid.uuid4()}"
+        entries += [{"fullUrl": urn, "resource": person, "request": {"method": "POST", "url": "Patient"}},
+                    {"resource": {"resourceType": "Coverage", "status": "active", "subscriberId": f"{run}-{i}",
+                                  "beneficiary": {"reference": urn}, "payor": [{"display": "This Payer"}]},
+                     "request": {"method": "POST", "url": "Coverage"}},
+                    {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "weight"},
+                                  "subject": {"reference": urn}, "effectiveDateTime": today.isoformat()},
+                     "request": {"method": "POST", "url": "Observation"}},
+                    {"resource": {"resourceType": "Condition", "code": SUD, "subject": {"reference": urn},
+                                  "recordedDate": today.isoformat()},
+                     "request": {"method": "POST", "url": "Condition"}}]
+    status, _, body = call("POST", hapi.base_url, body={"resourceType": "Bundle", "type": "transaction",
+                                                        "entry": entries})
+    assert status == 200, body[:500]
+    locations = [e["response"]["location"] for e in json.loads(body)["entry"]]
+    patients = {i: locations[4 * i].split("/")[1] for i in range(200)}
+
+    partner = register_client(sidecar.data_dir, scopes=PARTNER_SCOPES)
+    time.sleep(1.0)
+    bearer = token(sidecar, partner)
+    matched = set(range(MATCHED))
+    constrained = set(range(MATCHED, MATCHED + CONSTRAINED))
+    bundles = []
+    for i in sorted(matched | constrained):
+        recipient = "Organization/someone-else" if i in constrained else None
+        bundles.append(member_bundle(people[i], f"{run}-{i}", consent(partner.organization, recipient=recipient)))
+    for i in range(200, 200 + UNKNOWN):
+        bundles.append(member_bundle(people[i], f"{run}-{i}", consent(partner.organization)))
+    bundles.append({"name": "MemberBundle", "part": [{"name": "CoverageToMatch", "resource": {
+        "resourceType": "Coverage", "status": "active", "beneficiary": {"reference": "Patient/1"},
+        "payor": [{"display": "x"}]}}]})
+    status, headers, body = call("POST", f"{sidecar.fhir_base}/Group/$bulk-member-match", bearer,
+                                 {"resourceType": "Parameters", "parameter": bundles}, {"Prefer": "respond-async"})
+    assert status == 202, body[:500]
+    status_url = headers["Content-Location"]
+    status, _, body = await_job(status_url, bearer)
+    assert status == 200, body[:500]
+    manifest = json.loads(body)
+    groups = {}
+    for item in manifest["output"]:
+        if item["type"] == "Group":
+            for group in ndjson(item["url"], bearer):
+                groups[group["code"]["coding"][0]["code"]] = group
+    return World(run, partner, bearer, patients, matched, constrained, manifest, status_url, groups)
+
+
+def test_bulk_match_puts_each_member_in_the_right_group(world):
+    matched = {m["entity"]["reference"] for m in world.groups["match"]["member"]}
+    assert matched == {f"Patient/{world.patients[i]}" for i in world.matched}
+    assert len(world.groups["nomatch"]["member"]) == UNKNOWN
+    assert len(world.groups["consentconstraint"]["member"]) == CONSTRAINED
+    for group in world.groups.values():
+        for member in group.get("member", []):
+            contained_ref = member["entity"]["extension"][0]["valueReference"]["reference"]
+            assert any(f"#{c['id']}" == contained_ref for c in group["contained"]), "the submitted Patient is contained"
+    assert world.groups["match"]["characteristic"][0]["valueReference"]["identifier"]["value"] == \
+        world.partner.organization
+
+
+def test_the_manifest_lists_group_and_parameters_files_and_the_malformed_member_as_an_error(world):
+    types = sorted(item["type"] for item in world.manifest["output"])
+    assert types == ["Group", "Parameters"]
+    assert world.manifest["requiresAccessToken"] is True
+    envelope = ndjson(next(i["url"] for i in world.manifest["output"] if i["type"] == "Parameters"), world.bearer)[0]
+    assert {p["name"] for p in envelope["parameter"]} == {"MatchedMembers", "NonMatchedMembers",
+                                                          "ConsentConstrainedMembers"}
+    errors = [o for item in world.manifest["error"] for o in ndjson(item["url"], world.bearer)]
+    assert len(errors) == 1 and "MemberPatient" in errors[0]["issue"][0]["diagnostics"]
+
+
+def test_a_partner_finds_its_groups_and_no_other(world, sidecar):
+    status, _, body = call("GET", f"{sidecar.fhir_base}/Group?code=match", world.bearer)
+    assert status == 200
+    assert [e["resource"]["id"] for e in json.loads(body)["entry"]] == [world.groups["match"]["id"]]
+    other = register_client(sidecar.data_dir, scopes=PARTNER_SCOPES)
+    time.sleep(1.0)
+    other_bearer = token(sidecar, other)
+    status, _, body = call("GET", f"{sidecar.fhir_base}/Group?code=match", other_bearer)
+    assert status == 200 and "entry" not in json.loads(body) or json.loads(body)["entry"] == []
+    assert call("GET", f"{sidecar.fhir_base}/Group/{world.groups['match']['id']}", other_bearer)[0] == 404
+    assert call("GET", world.status_url, other_bearer)[0] == 404
+    assert call("GET", world.manifest["output"][0]["url"], other_bearer)[0] == 404
+    export = f"{sidecar.fhir_base}/Group/{world.groups['match']['id']}/$davinci-data-export"
+    assert call("POST", export, other_bearer, {"resourceType": "Parameters", "parameter": []},
+                {"Prefer": "respond-async"})[0] == 404
+    assert call("GET", world.status_url)[0] == 401, "no token, no status"
+
+
+def export_group(sidecar, world: World, parameters: list[dict]) -> dict[str, list[dict]]:
+    url = f"{sidecar.fhir_base}/Group/{world.groups['match']['id']}/$davinci-data-export"
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "exportType", "valueCanonical": "hl7.fhir.us.davinci-pdex#payertopayer"}, *parameters]}
+    status, headers, answer = call("POST", url, world.bearer, body, {"Prefer": "respond-async"})
+    assert status == 202, answer[:500]
+    status, _, answer = await_job(headers["Content-Location"], world.bearer)
+    assert status == 200, answer[:500]
+    manifest = json.loads(answer)
+    found: dict[str, list[dict]] = {"transactionTime": manifest["transactionTime"]}
+    for item in manifest["output"]:
+        resources = ndjson(item["url"], world.bearer)
+        assert len(resources) == item["count"]
+        found.setdefault(item["type"], []).extend(resources)
+    return found
+
+
+def test_the_export_holds_exactly_what_the_filter_allows_and_leaves_out_a_revoked_member(world, sidecar):
+    revoked = world.patients[0]
+    result = subprocess.run([sys.executable, "-m", "sidecar", "consent", "revoke", "--member", revoked],
+                            env={**os.environ, "SIDECAR_DATA_DIR": str(sidecar.data_dir),
+                                 "SIDECAR_UPSTREAM_URL": sidecar.upstream_url}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    time.sleep(0.5)
+    found = export_group(sidecar, world, [{"name": "_type", "valueString": "Patient,Observation,Condition"}])
+    expected = {world.patients[i] for i in world.matched} - {revoked}
+    assert {p["id"] for p in found["Patient"]} == expected
+    assert {o["subject"]["reference"].split("/")[1] for o in found["Observation"]} == expected
+    assert "Condition" not in found, "42 CFR Part 2 data stays home under #regular"
+
+
+def test_run_off_since_the_last_transaction_time_returns_only_what_changed(world, sidecar, hapi):
+    first = export_group(sidecar, world, [{"name": "_type", "valueString": "Observation"}])
+    assert len(first["Observation"]) >= MATCHED - 1
+    member = world.patients[5]
+    status, _, body = call("POST", f"{hapi.base_url}/Observation", body={
+        "resourceType": "Observation", "status": "final", "code": {"text": "run-off"},
+        "subject": {"reference": f"Patient/{member}"},
+        "effectiveDateTime": datetime.now(timezone.utc).date().isoformat()})
+    assert status == 201
+    later = export_group(sidecar, world, [{"name": "_type", "valueString": "Observation"},
+                                          {"name": "_since", "valueInstant": first["transactionTime"]}])
+    assert [o["id"] for o in later["Observation"]] == [json.loads(body)["id"]]
+
+
+def test_a_cancelled_export_is_gone(world, sidecar):
+    url = f"{sidecar.fhir_base}/Group/{world.groups['match']['id']}/$export?_type=Observation"
+    status, headers, _ = call("GET", url, world.bearer, headers={"Prefer": "respond-async"})
+    assert status == 202
+    assert call("DELETE", headers["Content-Location"], world.bearer)[0] == 202
+    assert call("GET", headers["Content-Location"], world.bearer)[0] == 404
+
+
+@pytest.mark.parametrize("query, fragment", [
+    ("_outputFormat=text/csv", "_outputFormat"), ("_type=Claim", "cannot be exported"),
+    ("_since=yesterday", "_since"), ("_typeFilter=Observation?_sort=date", "_sort"),
+])
+def test_a_bad_kickoff_gets_400_naming_the_parameter(world, sidecar, query, fragment):
+    url = f"{sidecar.fhir_base}/Group/{world.groups['match']['id']}/$export?{query}"
+    status, _, body = call("GET", url, world.bearer, headers={"Prefer": "respond-async"})
+    assert status == 400 and fragment in json.loads(body)["issue"][0]["diagnostics"]
+
+
+SMART_FETCH = Path(sys.executable).with_name("smart-fetch")
+
+
+def test_smart_fetch_runs_a_group_export_through_the_sidecar(world, sidecar, tmp_path):
+    key_file = tmp_path / "client.jwks"
+    key_file.write_text(json.dumps({"keys": [world.partner.key.private_jwk()]}))
+    result = subprocess.run(
+        [str(SMART_FETCH), "bulk", str(tmp_path / "out"), "--group", world.groups["match"]["id"],
+         "--fhir-url", sidecar.fhir_base, "--smart-client-id", world.partner.client_id, "--smart-key", str(key_file),
+         "--type", "Patient,Observation", "--no-compression"],
+        cwd=tmp_path, env=dict(os.environ, COLUMNS="200"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:] + result.stdout[-2000:]
+    # smart-fetch writes Type.NNN.ndjson files beside its own log.ndjson
+    patients = {json.loads(line)["id"] for f in (tmp_path / "out").glob("Patient.*.ndjson")
+                for line in f.read_text().splitlines() if line.strip()}
+    assert patients and patients <= {world.patients[i] for i in world.matched}

@@ -280,3 +280,10 @@ def test_smart_fetch_runs_a_group_export_through_the_sidecar(world, sidecar, tmp
     patients = {json.loads(line)["id"] for f in (tmp_path / "out").glob("Patient.*.ndjson")
                 for line in f.read_text().splitlines() if line.strip()}
     assert patients and patients <= {world.patients[i] for i in world.matched}
+
+
+def test_the_capability_statement_lists_the_bulk_operations(sidecar):
+    status, _, body = call("GET", f"{sidecar.fhir_base}/metadata")
+    resources = {r["type"]: r for r in json.loads(body)["rest"][0]["resource"]}
+    assert {o["name"] for o in resources["Group"]["operation"]} == {"bulk-member-match", "davinci-data-export", "export"}
+    assert "export" in {o["name"] for o in resources["Patient"]["operation"]}

@@ -1,0 +1,185 @@
+"""Bulk export through the sidecar against straight from HAPI, in one run: time ratio and the sidecar's memory.
+
+Loads `--members` Patients with `--per-member` Observations each into HAPI, puts them in one Group, and gives a
+partner client a grant for every member and ownership of the Group (written to the sidecar's store, as a bulk
+match would). Then, alternating so neither side always runs on a warmer server, `--rounds` times each:
+- HAPI: `Group/{id}/$export` kick-off, polling, and every output file downloaded;
+- sidecar: `Group/{id}/$davinci-data-export` kick-off, polling, and every output file downloaded, with the
+  disclosure filter on every resource in between.
+Both poll every 0.5 s. Prints each side's median seconds, the ratio sidecar/HAPI (target <= 1.3) and the
+sidecar's peak resident memory while exporting (target < 150 MB whatever the export size), sampled every 50 ms.
+
+    .venv/bin/pip install -e '.[bench]'
+    .venv/bin/python bench/export.py [--members 1000] [--per-member 40] [--rounds 2]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+from sidecar.client.smart import ClientKey, request_token
+from sidecar.devstack import SidecarProcess, obtain_hapi
+from sidecar.disclosure.rules import REGULAR
+from sidecar.store.clients import add_client
+from sidecar.store.db import Store
+from sidecar.store.grants import Grant, add_grant
+from sidecar.store.jobs import record_groups
+
+FHIR_JSON = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
+ASYNC = {"Prefer": "respond-async"}
+SCOPES = "system/*.read"
+PER_TRANSACTION = 1000
+
+
+async def load(session: aiohttp.ClientSession, base: str, members: int, per_member: int) -> tuple[str, list[str]]:
+    """The Group id and its Patient ids."""
+    today = datetime.now(timezone.utc).date().isoformat()
+    patient_ids: list[str] = []
+    chunk = max(1, PER_TRANSACTION // (per_member + 1))
+    for start in range(0, members, chunk):
+        entries = []
+        for n in range(start, min(members, start + chunk)):
+            urn = f"urn:uuid:{uuid.uuid4()}"
+            entries.append({"fullUrl": urn, "resource": {"resourceType": "Patient", "name": [{"family": f"Export{n}"}]},
+                            "request": {"method": "POST", "url": "Patient"}})
+            entries += [{"resource": {"resourceType": "Observation", "status": "final",
+                                      "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7",
+                                                           "display": "Body weight"}]},
+                                      "valueQuantity": {"value": 70 + k, "unit": "kg"},
+                                      "subject": {"reference": urn}, "effectiveDateTime": today},
+                         "request": {"method": "POST", "url": "Observation"}} for k in range(per_member)]
+        async with session.post(base, json={"resourceType": "Bundle", "type": "transaction", "entry": entries},
+                                headers=FHIR_JSON, timeout=aiohttp.ClientTimeout(total=900)) as resp:
+            answer = await resp.json(content_type=None)
+            assert resp.status == 200, str(answer)[:500]
+        patient_ids += [e["response"]["location"].split("/")[1] for e in answer["entry"]
+                        if e["response"]["location"].startswith("Patient/")]
+    group = {"resourceType": "Group", "type": "person", "actual": True,
+             "member": [{"entity": {"reference": f"Patient/{pid}"}} for pid in patient_ids]}
+    async with session.post(f"{base}/Group", json=group, headers=FHIR_JSON) as resp:
+        assert resp.status == 201, await resp.text()
+        return (await resp.json(content_type=None))["id"], patient_ids
+
+
+def partner(data_dir: Path, group_id: str, patient_ids: list[str]) -> ClientKey:
+    key = ClientKey.generate("ES384")
+    store = Store(data_dir)
+    try:
+        add_client(store, "bench-partner", "Organization/bench-partner", SCOPES, jwks=key.public_jwks())
+        now = time.time()
+        for pid in patient_ids:
+            add_grant(store, Grant("Organization/bench-partner", pid, REGULAR, None, now - 60, now + 86400))
+        record_groups(store, "Organization/bench-partner", "bench", {"match": group_id})
+    finally:
+        store.close()
+    return key
+
+
+async def export(session: aiohttp.ClientSession, kickoff: str, headers: dict[str, str], method: str) -> int:
+    """Kick-off, poll every 0.5 s, download every output file; the number of resources received."""
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "_type", "valueString": "Patient,Observation"}]} if method == "POST" else None
+    async with session.request(method, kickoff, json=body, headers={**headers, **ASYNC}) as resp:
+        assert resp.status == 202, await resp.text()
+        status_url = resp.headers["Content-Location"]
+    while True:
+        await asyncio.sleep(0.5)
+        async with session.get(status_url, headers={**headers, "Accept": "application/json"}) as resp:
+            if resp.status == 200:
+                manifest = await resp.json(content_type=None)
+                break
+            assert resp.status == 202, (resp.status, await resp.text())
+    lines = 0
+    for item in manifest["output"]:
+        async with session.get(item["url"], headers={**headers, "Accept": "application/fhir+ndjson"}) as resp:
+            assert resp.status == 200, await resp.text()
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                lines += chunk.count(b"\n")
+    return lines
+
+
+class PeakMemory:
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.05)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def measure(hapi_base: str, members: int, per_member: int, rounds: int) -> None:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session:
+        started = time.perf_counter()
+        group_id, patient_ids = await load(session, hapi_base, members, per_member)
+        print(f"loaded {members} members x {per_member} Observations in {time.perf_counter() - started:.1f}s; "
+              f"Group/{group_id}")
+        sidecar = SidecarProcess(hapi_base, Path(tempfile.mkdtemp(prefix="bench-export-"))).start()
+        try:
+            key = partner(sidecar.data_dir, group_id, patient_ids)
+            await asyncio.sleep(1.0)
+            token = (await request_token(session, f"{sidecar.public_url}/auth/token", "bench-partner", key,
+                                         SCOPES))["access_token"]
+            bearer = {"Authorization": f"Bearer {token}"}
+            times: dict[str, list[float]] = {"hapi": [], "sidecar": []}
+            counts: dict[str, int] = {}
+            peak = 0
+            for round_ in range(rounds):
+                for side in (("hapi", "sidecar") if round_ % 2 == 0 else ("sidecar", "hapi")):
+                    began = time.perf_counter()
+                    if side == "hapi":
+                        counts[side] = await export(session, f"{hapi_base}/Group/{group_id}/$export?_type=Patient,"
+                                                    "Observation", {"Cache-Control": "no-cache"}, "GET")
+                    else:
+                        with PeakMemory(sidecar.process.pid) as memory:
+                            counts[side] = await export(session, f"{sidecar.fhir_base}/Group/{group_id}/"
+                                                        "$davinci-data-export", bearer, "POST")
+                        peak = max(peak, memory.peak)
+                    times[side].append(time.perf_counter() - began)
+                    print(f"  round {round_ + 1} {side}: {times[side][-1]:.1f}s, {counts[side]} resources")
+        finally:
+            sidecar.stop()
+    hapi_s, sidecar_s = statistics.median(times["hapi"]), statistics.median(times["sidecar"])
+    print(f"\nstraight from HAPI: {hapi_s:.1f}s; through the sidecar: {sidecar_s:.1f}s "
+          f"({counts['sidecar']} of {counts['hapi']} resources)")
+    print(f"time ratio sidecar/HAPI: {sidecar_s / hapi_s:.2f} (target <= 1.3)")
+    print(f"sidecar peak resident memory while exporting: {peak / 2**20:.1f} MB (target < 150 MB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", type=int, default=1000)
+    parser.add_argument("--per-member", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    hapi = obtain_hapi()
+    try:
+        print(f"HAPI: {hapi.base_url} ({hapi.how})")
+        asyncio.run(measure(hapi.base_url, args.members, args.per_member, args.rounds))
+    finally:
+        hapi.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -287,3 +287,34 @@ def test_the_capability_statement_lists_the_bulk_operations(sidecar):
     resources = {r["type"]: r for r in json.loads(body)["rest"][0]["resource"]}
     assert {o["name"] for o in resources["Group"]["operation"]} == {"bulk-member-match", "davinci-data-export", "export"}
     assert "export" in {o["name"] for o in resources["Patient"]["operation"]}
+
+
+def test_an_export_interrupted_by_a_crash_resumes_after_restart(world, hapi, tmp_path):
+    from sidecar.devstack import SidecarProcess
+    from sidecar.store.db import Store
+    from sidecar.store.grants import Grant, add_grant
+    from sidecar.store.jobs import record_groups
+
+    sidecar = SidecarProcess(hapi.base_url, tmp_path / "restarted").start()
+    try:
+        client = register_client(sidecar.data_dir, scopes=PARTNER_SCOPES)
+        store = Store(sidecar.data_dir)
+        members = [world.patients[i] for i in sorted(world.matched)][:10]
+        for member in members:
+            add_grant(store, Grant(client.organization, member, "regular", None, time.time() - 60, None))
+        record_groups(store, client.organization, "test", {"match": world.groups["match"]["id"]})
+        store.close()
+        time.sleep(1.0)
+        bearer = token(sidecar, client)
+        url = f"{sidecar.fhir_base}/Group/{world.groups['match']['id']}/$export?_type=Patient"
+        status, headers, _ = call("GET", url, bearer, headers={"Prefer": "respond-async"})
+        assert status == 202
+        sidecar.process.kill()  # a crash mid-job: no chance to tidy up
+        sidecar.process.wait()
+        sidecar.start()
+        status, _, body = await_job(headers["Content-Location"], bearer)
+        assert status == 200, body[:300]
+        output = json.loads(body)["output"]
+        assert {p["id"] for item in output for p in ndjson(item["url"], bearer)} == set(members)
+    finally:
+        sidecar.stop()

@@ -1,0 +1,73 @@
+"""Bulk export kick-off parameters: what is accepted, normalised, left out or refused."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from sidecar.export.request import BadExport, pairs_of_parameters, parse_export
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+ALLOWED = ["Condition", "Observation", "Patient"]
+
+
+def parse(pairs, **kwargs):
+    return parse_export(pairs, "group", "g1", ALLOWED, NOW, timezone.utc, 5, True, **kwargs)
+
+
+def test_without_type_a_partner_gets_every_type_it_may_receive():
+    assert parse([]).types == ALLOWED
+
+
+def test_repeated_and_comma_separated_types_are_one_list():
+    assert parse([("_type", "Patient,Observation"), ("_type", "Condition")]).types == ["Patient", "Observation",
+                                                                                         "Condition"]
+
+
+def test_types_the_client_may_not_receive_are_left_out_and_named():
+    params = parse([("_type", "Patient,Claim")])
+    assert params.types == ["Patient"] and params.left_out_types == ["Claim"]
+
+
+def test_a_type_list_with_nothing_exportable_is_refused():
+    with pytest.raises(BadExport, match="Claim"):
+        parse([("_type", "Claim")])
+
+
+@pytest.mark.parametrize("output_format", ["application/fhir+ndjson", "application/ndjson", "ndjson"])
+def test_the_three_ndjson_spellings_are_accepted(output_format):
+    parse([("_outputFormat", output_format)])
+
+
+def test_a_since_older_than_the_look_back_is_raised_to_its_start():
+    params = parse([("_since", "2001-01-01T00:00:00Z")])
+    assert params.since == "2021-11-23T12:00:00Z" and params.since_raised
+
+
+def test_a_recent_since_passes_unchanged():
+    params = parse([("_since", "2026-01-01T00:00:00Z")])
+    assert params.since == "2026-01-01T00:00:00Z" and not params.since_raised
+
+
+@pytest.mark.parametrize("pairs, fragment", [
+    ([("_since", "2026-01-01")], "instant"), ([("exportType", "other#thing")], "exportType"),
+    ([("_typeFilter", "Observation?_include=Observation:subject")], "_include"),
+    ([("_typeFilter", "Claim?status=active")], "_typeFilter"), ([("patient", "Group/1")], "Patient/id"),
+    ([("_elements", "id")], "_elements"),
+])
+def test_bad_parameters_are_refused_with_a_reason(pairs, fragment):
+    with pytest.raises(BadExport, match=fragment):
+        parse(pairs)
+
+
+def test_post_parameters_become_pairs_including_references():
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "_type", "valueString": "Patient"}, {"name": "patient", "valueReference": {"reference": "Patient/7"}},
+        {"name": "_since", "valueInstant": "2026-01-01T00:00:00Z"}]}
+    assert pairs_of_parameters(body) == [("_type", "Patient"), ("patient", "Patient/7"),
+                                         ("_since", "2026-01-01T00:00:00Z")]
+
+
+def test_an_unrestricted_client_without_type_leaves_the_choice_to_hapi():
+    params = parse([], unrestricted=True)
+    assert params.types == [] and ("_type", "") not in params.upstream_params()

@@ -116,6 +116,13 @@ class JobRunner:
     async def progress(self, job: Job, text: str) -> None:
         await self.store.run(partial(jobs.update_job, self.store, job.id, progress=text[:99]))
 
+    def write_file(self, job: Job, section: str, resource_type: str, name: str, lines: list[bytes]) -> JobFile:
+        """A small job file written whole (Groups, an envelope, OperationOutcomes), one NDJSON line per entry."""
+        directory = self.directory(job.id)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(b"".join(line + b"\n" for line in lines))
+        return JobFile(jobs.new_id(), job.id, section, resource_type, name, len(lines))
+
     async def finish(self, job: Job, files: list[JobFile], transaction_time: str) -> None:
         expires = time.time() + self.settings.export_retention_seconds
         if not await self.store.run(jobs.complete_job, self.store, job.id, files, transaction_time, expires):
@@ -160,9 +167,7 @@ class JobRunner:
             if written is not None:
                 files.append(written)
         if errors:
-            name = "errors.ndjson"
-            (directory / name).write_bytes(b"\n".join(errors) + b"\n")
-            files.append(JobFile(jobs.new_id(), job.id, "error", OPERATION_OUTCOME, name, len(errors)))
+            files.append(self.write_file(job, "error", OPERATION_OUTCOME, "errors.ndjson", errors))
         transaction_time = str(manifest.get("transactionTime") or now.isoformat())
         await self.finish(job, files, transaction_time)
 

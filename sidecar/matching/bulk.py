@@ -24,7 +24,7 @@ from sidecar.auth.scopes import ScopeSet
 from sidecar.config import Settings
 from sidecar.disclosure.dates import utc_now
 from sidecar.export.handlers import accepted
-from sidecar.export.runner import JobRunner, outcome_line
+from sidecar.export.runner import OPERATION_OUTCOME, JobRunner, outcome_line
 from sidecar.fhir.body import BodyTooLarge, read_limited
 from sidecar.fhir.outcome import outcome_response
 from sidecar.matching.operation import BadRequest, MemberMatch, parse
@@ -193,20 +193,14 @@ class BulkMemberMatch:
         return groups
 
     async def _write(self, job: jobs.Job, groups: list[dict], errors: dict[int, str]) -> None:
-        directory = self.runner.directory(job.id)
-        directory.mkdir(parents=True, exist_ok=True)
-        files = []
-        (directory / "groups.ndjson").write_bytes(b"".join(orjson.dumps(g) + b"\n" for g in groups))
-        files.append(jobs.JobFile(jobs.new_id(), job.id, "output", "Group", "groups.ndjson", len(groups)))
         names = {code: name for code, name in GROUPS.values()}
         envelope = {"resourceType": "Parameters", "parameter": [
             {"name": names[c["code"]], "resource": g} for g in groups for c in g["code"]["coding"]]}
-        (directory / "parameters.ndjson").write_bytes(orjson.dumps(envelope) + b"\n")
-        files.append(jobs.JobFile(jobs.new_id(), job.id, "output", "Parameters", "parameters.ndjson", 1))
+        files = [self.runner.write_file(job, "output", "Group", "groups.ndjson", [orjson.dumps(g) for g in groups]),
+                 self.runner.write_file(job, "output", "Parameters", "parameters.ndjson", [orjson.dumps(envelope)])]
         if errors:
-            lines = [outcome_line("error", "invalid", errors[i]) for i in sorted(errors)]
-            (directory / "errors.ndjson").write_bytes(b"\n".join(lines) + b"\n")
-            files.append(jobs.JobFile(jobs.new_id(), job.id, "error", "OperationOutcome", "errors.ndjson", len(lines)))
+            files.append(self.runner.write_file(job, "error", OPERATION_OUTCOME, "errors.ndjson",
+                                                [outcome_line("error", "invalid", errors[i]) for i in sorted(errors)]))
         await self.runner.finish(job, files, utc_now().isoformat())
 
 

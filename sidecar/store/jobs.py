@@ -56,6 +56,10 @@ class JobFile:
     name: str
     count: int
 
+    @classmethod
+    def of(cls, row: dict) -> "JobFile":
+        return cls(row["id"], row["job_id"], row["section"], row["type"], row["name"], row["count"])
+
 
 def create_job(store: Store, kind: str, client_id: str, organization: str, request_url: str,
                params: dict[str, Any]) -> Job:
@@ -110,13 +114,12 @@ def complete_job(store: Store, job_id: str, files: list[JobFile], transaction_ti
 
 
 def job_files(store: Store, job_id: str) -> list[JobFile]:
-    return [JobFile(r["id"], r["job_id"], r["section"], r["type"], r["name"], r["count"])
-            for r in store.db.query("SELECT * FROM job_files WHERE job_id = ? ORDER BY rowid", [job_id])]
+    return [JobFile.of(r) for r in store.db.query("SELECT * FROM job_files WHERE job_id = ? ORDER BY rowid", [job_id])]
 
 
 def get_file(store: Store, job_id: str, file_id: str) -> JobFile | None:
     rows = list(store.db.query("SELECT * FROM job_files WHERE job_id = ? AND id = ?", [job_id, file_id]))
-    return JobFile(**{k: rows[0][k] for k in ("id", "job_id", "section", "type", "name", "count")}) if rows else None
+    return JobFile.of(rows[0]) if rows else None
 
 
 def expired_jobs(store: Store, now: float) -> list[Job]:

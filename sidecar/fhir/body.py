@@ -1,4 +1,4 @@
-"""Reading a request body whole, with a size limit, without trusting Content-Length alone."""
+"""Reading a request body: whole with a size limit (without trusting Content-Length alone), or as a search form."""
 from __future__ import annotations
 
 from aiohttp import web
@@ -18,3 +18,16 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
         if len(data) > limit:
             raise BodyTooLarge()
     return bytes(data)
+
+
+class BadForm(Exception):
+    pass
+
+
+async def form_pairs(request: web.Request) -> list[tuple[str, str]]:
+    """A POSTed search form's text fields; BadForm when it is not valid UTF-8."""
+    try:
+        form = await request.post()
+    except ValueError as exc:
+        raise BadForm("the search form is not valid UTF-8") from exc
+    return [(k, v) for k, v in form.items() if isinstance(v, str)]

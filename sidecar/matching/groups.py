@@ -15,6 +15,7 @@ from aiohttp import web
 from sidecar.access.caller import CALLER_KEY, Caller
 from sidecar.auth.middleware import forbidden, note_refusal
 from sidecar.config import Settings
+from sidecar.fhir.body import BadForm, form_pairs
 from sidecar.fhir.outcome import fhir_json_response, outcome_response
 from sidecar.proxy.upstream import Upstream, UpstreamError
 from sidecar.store import jobs
@@ -59,7 +60,10 @@ class PartnerGroups:
             return forbidden(request, "the access token's scopes do not allow searching Group")
         params = list(request.query.items())
         if request.method == "POST":
-            params += list((await request.post()).items())
+            try:
+                params += await form_pairs(request)
+            except BadForm as exc:
+                return outcome_response(400, "invalid", str(exc))
         unknown = sorted({name for name, _ in params} - SEARCH_PARAMETERS)
         if unknown:
             return outcome_response(400, "not-supported", f"Group search does not take {', '.join(unknown)}")
@@ -68,7 +72,7 @@ class PartnerGroups:
         ids = [g for g in own if not asked or g in asked][-MAX_GROUPS:]
         found = []
         if ids:
-            query = [(n, str(v)) for n, v in params if n not in ("_id", "_count")]
+            query = [(n, v) for n, v in params if n not in ("_id", "_count")]
             try:
                 found = await self.upstream.search("Group", [*query, ("_id", ",".join(ids)), ("_count", str(len(ids)))])
             except UpstreamError as error:

@@ -23,6 +23,7 @@ from sidecar.access.guard import PageOwners, filter_bundle, page_ids
 from sidecar.auth.middleware import forbidden, note_disclosure, note_refusal
 from sidecar.disclosure.answers import MATCH, AnswerFilter
 from sidecar.disclosure.dates import utc_now
+from sidecar.fhir.body import BadForm, form_pairs
 from sidecar.fhir.outcome import outcome_response
 from sidecar.logs import request_id
 from sidecar.proxy.rewrite import UrlMap
@@ -85,10 +86,10 @@ class GuardedReader:
         params = [(k, v) for k, v in request.query.items() if k not in _CLIENT_ONLY_PARAMETERS]
         if request.method == "POST":
             try:
-                form = await request.post()
-            except ValueError:
-                return outcome_response(400, "invalid", "the search form is not valid UTF-8")
-            params += [(k, v) for k, v in form.items() if isinstance(v, str) and k not in _CLIENT_ONLY_PARAMETERS]
+                form = await form_pairs(request)
+            except BadForm as exc:
+                return outcome_response(400, "invalid", str(exc))
+            params += [(k, v) for k, v in form if k not in _CLIENT_ONLY_PARAMETERS]
         resource_type = route.resource_type or ""
         if caller.is_partner:
             params = [(k, v) for k, v in params if k not in _NOT_FOR_PARTNERS]

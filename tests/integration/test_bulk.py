@@ -201,6 +201,15 @@ def test_a_partner_finds_its_groups_and_no_other(world, sidecar):
     assert call("GET", world.status_url)[0] == 401, "no token, no status"
 
 
+def test_a_group_search_form_that_is_not_utf8_is_400(world, sidecar):
+    request = urllib.request.Request(f"{sidecar.fhir_base}/Group/_search", method="POST", data=b"code=\xff\xfe",
+                                     headers={"Authorization": f"Bearer {world.bearer}",
+                                              "Content-Type": "application/x-www-form-urlencoded"})
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=30)
+    assert raised.value.code == 400 and json.loads(raised.value.read())["issue"][0]["code"] == "invalid"
+
+
 def export_group(sidecar, world: World, parameters: list[dict]) -> dict[str, list[dict]]:
     url = f"{sidecar.fhir_base}/Group/{world.groups['match']['id']}/$davinci-data-export"
     body = {"resourceType": "Parameters", "parameter": [

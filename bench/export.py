@@ -9,6 +9,10 @@ match would). Then, alternating so neither side always runs on a warmer server, 
 Both poll every 0.5 s. Prints each side's median seconds, the ratio sidecar/HAPI (target <= 1.3) and the
 sidecar's peak resident memory while exporting (target < 150 MB whatever the export size), sampled every 50 ms.
 
+The sidecar runs from `.venv-product`, the package installed without extras as a payer deploys it (the Dockerfile
+does the same): this benchmark's own environment holds pandas and pyarrow (recordlinkage, smart-fetch), which
+sqlite-utils imports when present, and they alone weigh about 90 MB.
+
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python bench/export.py [--members 1000] [--per-member 40] [--rounds 2]
 """
@@ -16,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -28,7 +34,7 @@ import aiohttp
 import psutil
 
 from sidecar.client.smart import ClientKey, request_token
-from sidecar.devstack import SidecarProcess, obtain_hapi
+from sidecar.devstack import REPO_ROOT, SidecarProcess, obtain_hapi
 from sidecar.disclosure.rules import REGULAR
 from sidecar.store.clients import add_client
 from sidecar.store.db import Store
@@ -129,14 +135,23 @@ class PeakMemory:
         self._thread.join()
 
 
-async def measure(hapi_base: str, members: int, per_member: int, rounds: int) -> None:
+def product_python() -> str:
+    """The interpreter of `.venv-product` (the package without extras), created or updated first."""
+    venv = REPO_ROOT / ".venv-product"
+    subprocess.run([str(REPO_ROOT / "scripts" / "install-python")], env={**os.environ, "VENV": str(venv)},
+                   check=True)
+    return str(venv / "bin" / "python")
+
+
+async def measure(hapi_base: str, members: int, per_member: int, rounds: int, python: str) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session:
         started = time.perf_counter()
         group_id, patient_ids = await load(session, hapi_base, members, per_member)
         print(f"loaded {members} members x {per_member} Observations in {time.perf_counter() - started:.1f}s; "
               f"Group/{group_id}")
-        sidecar = SidecarProcess(hapi_base, Path(tempfile.mkdtemp(prefix="bench-export-"))).start()
+        sidecar = SidecarProcess(hapi_base, Path(tempfile.mkdtemp(prefix="bench-export-")), python=python).start()
         try:
+            idle = psutil.Process(sidecar.process.pid).memory_info().rss
             key = partner(sidecar.data_dir, group_id, patient_ids)
             await asyncio.sleep(1.0)
             token = (await request_token(session, f"{sidecar.public_url}/auth/token", "bench-partner", key,
@@ -164,7 +179,8 @@ async def measure(hapi_base: str, members: int, per_member: int, rounds: int) ->
     print(f"\nstraight from HAPI: {hapi_s:.1f}s; through the sidecar: {sidecar_s:.1f}s "
           f"({counts['sidecar']} of {counts['hapi']} resources)")
     print(f"time ratio sidecar/HAPI: {sidecar_s / hapi_s:.2f} (target <= 1.3)")
-    print(f"sidecar peak resident memory while exporting: {peak / 2**20:.1f} MB (target < 150 MB)")
+    print(f"sidecar peak resident memory while exporting: {peak / 2**20:.1f} MB (target < 150 MB); "
+          f"idle after start: {idle / 2**20:.1f} MB")
 
 
 def main() -> None:
@@ -173,10 +189,11 @@ def main() -> None:
     parser.add_argument("--per-member", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    python = product_python()
     hapi = obtain_hapi()
     try:
         print(f"HAPI: {hapi.base_url} ({hapi.how})")
-        asyncio.run(measure(hapi.base_url, args.members, args.per_member, args.rounds))
+        asyncio.run(measure(hapi.base_url, args.members, args.per_member, args.rounds, python))
     finally:
         hapi.stop()
 

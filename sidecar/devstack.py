@@ -111,6 +111,8 @@ class SidecarProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     # What to run: the product by default; a benchmark may run a script serving the same settings.
     argv: list[str] = field(default_factory=lambda: ["-m", "sidecar", "serve"])
+    # Which interpreter: this one by default; a memory benchmark runs the product's own install instead.
+    python: str = sys.executable
     process: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -129,7 +131,7 @@ class SidecarProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "sidecar.log"
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, *self.argv], env=env, stdout=log,
+            self.process = subprocess.Popen([self.python, *self.argv], env=env, stdout=log,
                                             stderr=subprocess.STDOUT)
         wait_for_http(f"{self.public_url}/health/live", timeout=30, alive=lambda: self.process.poll() is None)
         return self

@@ -327,3 +327,36 @@ def test_an_export_interrupted_by_a_crash_resumes_after_restart(world, hapi, tmp
         assert {p["id"] for item in output for p in ndjson(item["url"], bearer)} == set(members)
     finally:
         sidecar.stop()
+
+
+@pytest.mark.parametrize("breaks", ["$export-poll-status", "/Binary/"], ids=["while-polling", "while-downloading"])
+def test_hapi_failing_mid_job_fails_the_export_with_a_5xx_and_no_manifest(world, hapi, tmp_path, breaks):
+    from sidecar.devstack import SidecarProcess
+    from sidecar.store.db import Store
+    from sidecar.store.grants import Grant, add_grant
+    from sidecar.store.jobs import record_groups
+    from tests.relay import FailingRelay
+
+    with FailingRelay(hapi.base_url) as relay:
+        sidecar = SidecarProcess(relay.base_url, tmp_path / "broken").start()
+        try:
+            client = register_client(sidecar.data_dir, scopes=PARTNER_SCOPES)
+            store = Store(sidecar.data_dir)
+            for member in [world.patients[i] for i in sorted(world.matched)][:5]:
+                add_grant(store, Grant(client.organization, member, "regular", None, time.time() - 60, None))
+            record_groups(store, client.organization, "test", {"match": world.groups["match"]["id"]})
+            store.close()
+            time.sleep(1.0)
+            bearer = token(sidecar, client)
+            relay.fail_when = lambda path: breaks in path
+            url = f"{sidecar.fhir_base}/Group/{world.groups['match']['id']}/$davinci-data-export?_type=Patient"
+            status, headers, _ = call("GET", url, bearer, headers={"Prefer": "respond-async"})
+            assert status == 202
+            status, _, body = await_job(headers["Content-Location"], bearer)
+            assert 500 <= status < 600, body[:300]
+            outcome = json.loads(body)
+            assert outcome["resourceType"] == "OperationOutcome" and "output" not in outcome
+            assert any(breaks in path for path in relay.seen)
+            assert not any((sidecar.data_dir / "jobs").glob("*/*"))
+        finally:
+            sidecar.stop()

@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import aiohttp
@@ -17,11 +18,15 @@ from sidecar import logs
 from sidecar.app import create_app
 from sidecar.audit.chain import AuditRecord, append, verify
 from sidecar.auth.tokens import create_signing_key
+from sidecar.client.progress import Progress
+from sidecar.client.pull import Pull, PullOptions
 from sidecar.client.smart import ClientKey, TokenRequestFailed, request_token
 from sidecar.config import ConfigError, load_settings
 from sidecar.store.clients import Client, ClientError, add_client, all_clients, get_client, set_enabled
 from sidecar.matching.revocation import inactivate_consent
 from sidecar.store.db import Store
+from sidecar.store.exchanges import exchanges
+from sidecar.store.partners import DEFAULT_SCOPES, add_partner, all_partners, get_partner
 from sidecar.store.grants import revoke_grants
 
 log = logging.getLogger("sidecar")
@@ -177,6 +182,66 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _partners_add(args: argparse.Namespace) -> int:
+    store = _store(args)
+    partner = add_partner(store, args.name, args.fhir_base, args.client_id, Path(args.private_jwks),
+                          args.identifier or [], args.scopes)
+    _admin(store, "partner-added", None, {"partner": partner.name, "fhir_base": partner.fhir_base,
+                                          "client_id": partner.client_id})
+    print(f"{partner.name}\t{partner.fhir_base}\t{partner.client_id}\t{', '.join(partner.identifiers)}")
+    return 0
+
+
+def _partners_list(args: argparse.Namespace) -> int:
+    for partner in all_partners(_store(args)):
+        print(f"{partner.name}\t{partner.fhir_base}\t{partner.client_id}\t{', '.join(partner.identifiers)}")
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    logs.configure(settings.log_level)
+    store = Store(settings.data_dir)
+    if args.action == "status":
+        return _pull_status(store, args.partner)
+    if not args.partner:
+        raise ClientError("name the partner to pull from: --partner NAME")
+    partner = get_partner(store, args.partner)
+    options = PullOptions(members=args.member or None, since_last=args.since_last or args.schedule,
+                          single=args.single, concurrent_only=args.schedule)
+
+    async def once() -> bool:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            report = await Pull(settings, store, partner, session, Progress()).run(options)
+        _admin(store, "pull", None, {"partner": partner.name, "problems": report.problems,
+                                     "transaction_times": report.transaction_times})
+        for problem in report.problems:
+            print(f"pdex-sidecar: {problem}", file=sys.stderr)
+        return report.ok
+
+    async def scheduled() -> None:
+        while True:
+            await once()
+            await asyncio.sleep(settings.pull_interval_days * 86400)
+
+    if args.schedule:
+        asyncio.run(scheduled())
+    return 0 if asyncio.run(once()) else 1
+
+
+def _pull_status(store: Store, partner: str | None) -> int:
+    rows = exchanges(store, partner)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.state] = counts.get(row.state, 0) + 1
+        updated = datetime.fromtimestamp(row.updated_at, timezone.utc).isoformat(timespec="seconds")
+        print(f"{row.partner}\tPatient/{row.member}\t{row.state}\t{row.partner_patient or '-'}\t"
+              f"{row.ingested} ingested\t{row.attempts} attempt(s)\t{updated}\t{row.detail or ''}")
+    print(", ".join(f"{state}: {n}" for state, n in sorted(counts.items())) or "no exchanges yet")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="YAML settings file (environment variables override it)")
@@ -226,6 +291,32 @@ def build_parser() -> argparse.ArgumentParser:
         dest="keys_command", required=True)
     keys.add_parser("rotate", help="sign new tokens with a new key; tokens already issued stay valid",
                     parents=[common]).set_defaults(run=_keys_rotate)
+
+    partners = commands.add_parser("partners", help="payers this payer pulls from").add_subparsers(
+        dest="partners_command", required=True)
+    padd = partners.add_parser("add", help="register a partner payer", parents=[common])
+    padd.add_argument("--name", required=True)
+    padd.add_argument("--fhir-base", required=True, help="the partner's FHIR base URL")
+    padd.add_argument("--client-id", required=True, help="our client id at the partner")
+    padd.add_argument("--private-jwks", required=True, help="JWKS file with our private key (RS384 or ES384)")
+    padd.add_argument("--identifier", action="append",
+                      help="how our Coverage.payor and Consents name the partner: Organization/x or system|value "
+                           "(repeatable; its name always counts)")
+    padd.add_argument("--scopes", default=DEFAULT_SCOPES, help=f"scopes to ask for (default: {DEFAULT_SCOPES})")
+    padd.set_defaults(run=_partners_add)
+    partners.add_parser("list", help="list partners", parents=[common]).set_defaults(run=_partners_list)
+
+    pull = commands.add_parser("pull", help="pull members' histories from a partner payer (or: pull status)",
+                               parents=[common])
+    pull.add_argument("action", nargs="?", choices=["status"], help="status: each member's exchange state")
+    pull.add_argument("--partner", help="the partner's name")
+    pull.add_argument("--member", action="append", help="only this member (our Patient id; repeatable)")
+    pull.add_argument("--since-last", action="store_true",
+                      help="only what changed since the last successful export (run-off)")
+    pull.add_argument("--single", action="store_true", help="$member-match one by one instead of in bulk")
+    pull.add_argument("--schedule", action="store_true",
+                      help="repeat --since-last pulls every pull_interval_days for members with concurrent coverage")
+    pull.set_defaults(run=_pull)
 
     audit = commands.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
     audit.add_parser("verify", help="check the hash chain of the audit trail",

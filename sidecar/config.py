@@ -58,6 +58,11 @@ class Settings:
     export_retention_seconds: float = 86400.0
     export_since_floor: bool = True
     bulk_match_concurrency: int = 4
+    pull_batch_size: int = 1000
+    pull_retries: int = 5
+    pull_backoff_seconds: float = 1.0
+    pull_no_match_retry_days: float = 30.0
+    pull_interval_days: float = 90.0
 
     @property
     def upstream_base(self) -> str:
@@ -106,6 +111,10 @@ class Settings:
             raise ConfigError("match_failure_rate must be in (0, 1]")
         if self.job_concurrency < 1 or self.bulk_match_concurrency < 1 or self.export_retention_seconds <= 0:
             raise ConfigError("job_concurrency, bulk_match_concurrency and export_retention_seconds must be positive")
+        if self.pull_batch_size < 1 or self.pull_retries < 0 or self.pull_backoff_seconds < 0:
+            raise ConfigError("pull_batch_size must be positive; pull_retries and pull_backoff_seconds not negative")
+        if self.pull_no_match_retry_days < 0 or self.pull_interval_days <= 0:
+            raise ConfigError("pull_no_match_retry_days must not be negative and pull_interval_days positive")
         if self.disclosure_cache_seconds < 0:
             raise ConfigError("disclosure_cache_seconds must not be negative")
         try:

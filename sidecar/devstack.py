@@ -78,8 +78,11 @@ def _container_hapi() -> HapiServer:
     return HapiServer(base, "testcontainers", container.stop)
 
 
-def _local_hapi() -> HapiServer:
+def _local_hapi(peer: bool) -> HapiServer:
     env = dict(os.environ)
+    if peer:  # the second payer never shares the first one's port or database
+        env.pop("HAPI_PORT", None)
+        env.pop("HAPI_DB_URL", None)
     env.setdefault("HAPI_PORT", str(free_port()))
     # A fresh in-memory database per run: no state leaks between test runs.
     env.setdefault("HAPI_DB_URL", f"jdbc:h2:mem:pdex-{env['HAPI_PORT']};DB_CLOSE_DELAY=-1")
@@ -92,13 +95,15 @@ def _local_hapi() -> HapiServer:
     return HapiServer(base, "run-hapi", stop)
 
 
-def obtain_hapi() -> HapiServer:
-    external = os.environ.get("HAPI_BASE_URL")
+def obtain_hapi(external_variable: str = "HAPI_BASE_URL") -> HapiServer:
+    """A HAPI: the external one `external_variable` names, else a container, else the local build. A second payer
+    (tests and benchmarks of pulls between payers) asks with `HAPI_PEER_BASE_URL` and gets a second server."""
+    external = os.environ.get(external_variable)
     if external:
         return HapiServer(external.rstrip("/"), "external")
     if docker_engine_available():
         return _container_hapi()
-    return _local_hapi()
+    return _local_hapi(peer=external_variable != "HAPI_BASE_URL")
 
 
 @dataclass

@@ -26,7 +26,7 @@ class ConsentTerms:
     valid_until: datetime
 
 
-def _names(reference: object) -> set[str]:
+def reference_names(reference: object) -> set[str]:
     """How an actor's reference can name an organization: `Organization/x`, or `system|value`."""
     if not isinstance(reference, dict):
         return set()
@@ -39,7 +39,7 @@ def _names(reference: object) -> set[str]:
     return names
 
 
-def _roles(actor: dict) -> set[str]:
+def actor_roles(actor: dict) -> set[str]:
     role = actor.get("role") if isinstance(actor, dict) else None
     return {c.get("code") for c in (role or {}).get("coding") or () if isinstance(c, dict)}
 
@@ -66,9 +66,9 @@ def evaluate(consent: dict, now: datetime, payer: frozenset[str], requester: str
     if not start <= now < end:
         return "consent period does not cover the request time"
     actors = [a for a in provision.get("actor") or () if isinstance(a, dict)]
-    if not any(SOURCE_ROLE in _roles(a) and _names(a.get("reference")) & payer for a in actors):
+    if not any(SOURCE_ROLE in actor_roles(a) and reference_names(a.get("reference")) & payer for a in actors):
         return "no source actor of the consent is this payer"
-    if not any(RECIPIENT_ROLE in _roles(a) and requester in _names(a.get("reference")) for a in actors):
+    if not any(RECIPIENT_ROLE in actor_roles(a) and requester in reference_names(a.get("reference")) for a in actors):
         return "no recipient actor of the consent is the requesting organization"
     uris = [p.get("uri") for p in consent.get("policy") or () if isinstance(p, dict)
             and isinstance(p.get("uri"), str) and p["uri"].startswith(HREX_POLICY)]

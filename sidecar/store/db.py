@@ -104,6 +104,43 @@ CREATE TABLE IF NOT EXISTS member_groups (
     code TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS member_groups_by_organization ON member_groups (organization);
+CREATE TABLE IF NOT EXISTS partners (
+    name TEXT PRIMARY KEY,
+    fhir_base TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    private_jwks_file TEXT NOT NULL,
+    identifiers TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS exchanges (
+    partner TEXT NOT NULL,
+    member TEXT NOT NULL,
+    state TEXT NOT NULL,
+    partner_patient TEXT,
+    export_scope TEXT,
+    detail TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL,
+    ingested INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (partner, member)
+);
+CREATE TABLE IF NOT EXISTS pull_exports (
+    partner TEXT NOT NULL,
+    export_scope TEXT NOT NULL,
+    transaction_time TEXT NOT NULL,
+    PRIMARY KEY (partner, export_scope)
+);
+CREATE TABLE IF NOT EXISTS ingested (
+    partner TEXT NOT NULL,
+    source TEXT NOT NULL,
+    local TEXT NOT NULL,
+    member TEXT,
+    digest TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (partner, source)
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     at TEXT NOT NULL,

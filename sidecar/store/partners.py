@@ -1,0 +1,78 @@
+"""The partner registry: other payers this payer pulls members' histories from.
+
+A partner's private key stays in its JWKS file (mode 0600, the operator's key custody); the registry keeps where it
+is. `identifiers` are the names this payer's own data gives the partner (in `Coverage.payor` and in the source
+actor of the Consents members gave us): `Organization/x`, `system|value`, or a display name.
+"""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import orjson
+
+from sidecar.client.smart import ClientKey
+from sidecar.store.clients import ClientError
+from sidecar.store.db import Store
+
+DEFAULT_SCOPES = "system/*.read system/Group.$bulk-member-match system/Patient.$member-match"
+
+
+@dataclass(frozen=True)
+class Partner:
+    name: str
+    fhir_base: str
+    client_id: str
+    private_jwks_file: str
+    identifiers: tuple[str, ...]
+    scopes: str
+
+    @classmethod
+    def from_row(cls, row: dict) -> "Partner":
+        return cls(row["name"], row["fhir_base"], row["client_id"], row["private_jwks_file"],
+                   tuple(orjson.loads(row["identifiers"])), row["scopes"])
+
+    def key(self) -> ClientKey:
+        """The signing key, read from its file now (so a rotated file is picked up without re-registering)."""
+        return load_private_key(Path(self.private_jwks_file))
+
+    def names(self) -> frozenset[str]:
+        return frozenset((self.name, *self.identifiers))
+
+
+def load_private_key(path: Path) -> ClientKey:
+    try:
+        jwks = orjson.loads(path.read_bytes())
+        return ClientKey.from_jwk(next(k for k in jwks["keys"] if "d" in k))
+    except (OSError, orjson.JSONDecodeError, KeyError, StopIteration, TypeError, ValueError) as exc:
+        raise ClientError(f"{path} holds no private JWK (RS384 or ES384): {exc}") from exc
+
+
+def add_partner(store: Store, name: str, fhir_base: str, client_id: str, private_jwks_file: Path,
+                identifiers: list[str], scopes: str = DEFAULT_SCOPES) -> Partner:
+    parts = urlsplit(fhir_base)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ClientError(f"--fhir-base must be an absolute http(s) URL, got {fhir_base!r}")
+    load_private_key(private_jwks_file)
+    row = {"name": name, "fhir_base": fhir_base.rstrip("/"), "client_id": client_id,
+           "private_jwks_file": str(private_jwks_file.resolve()), "identifiers": orjson.dumps(identifiers).decode(),
+           "scopes": " ".join(scopes.split()), "created_at": datetime.now(timezone.utc).isoformat()}
+    try:
+        store.db["partners"].insert(row)
+    except sqlite3.IntegrityError as exc:
+        raise ClientError(f"partner {name} is already registered") from exc
+    return Partner.from_row(row)
+
+
+def get_partner(store: Store, name: str) -> Partner:
+    rows = list(store.db["partners"].rows_where("name = ?", [name]))
+    if not rows:
+        raise ClientError(f"no partner named {name}; add it with `pdex-sidecar partners add`")
+    return Partner.from_row(rows[0])
+
+
+def all_partners(store: Store) -> list[Partner]:
+    return [Partner.from_row(row) for row in store.db["partners"].rows_where(order_by="name")]

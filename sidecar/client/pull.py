@@ -39,6 +39,8 @@ log = logging.getLogger("sidecar.pull")
 
 EXPORT_TYPE = "hl7.fhir.us.davinci-pdex#payertopayer"
 SINGLE_CONCURRENCY = 4
+# Member transactions in flight at our HAPI at once: enough to overlap round trips, few enough for two cores.
+INGEST_CONCURRENCY = 4
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,6 @@ class Pull:
                 self.progress.members = len(members)
             self.progress.enter("match")
             await self._match(requests, options.single)
-            self.progress.enter("export")
             await self._export_and_ingest(set(members), options, report)
         except (PartnerUnavailable, PartnerRefused, LocalFhirError) as exc:
             log.warning("pull stopped", extra={"partner": self.partner.name, "reason": str(exc)})
@@ -207,36 +208,43 @@ class Pull:
         remapper = ingest.Remapper(self.partner.name, self.partner.fhir_base, patients,
                                    known=set(previous) | {ingest.source_of(r) for r in everything
                                                           if ingest.source_of(r) not in problems})
-        ok = True
         # Resources of no member (an Organization, a Practitioner) first: members' resources refer to them.
-        order = sorted(by_member, key=lambda owner: owner is not None)
-        for owner in order:
-            batch = ingest.member_batch(self.partner.name, self.partner.fhir_base, owner, by_member[owner],
-                                        remapper, previous, problems, transaction_time, time.time())
-            written = len(batch.rows)
-            detail = f"{len(batch.skipped_invalid)} invalid resource(s) left out: " + "; ".join(
-                batch.skipped_invalid)[:400] if batch.skipped_invalid else None
-            try:
-                if batch.entries:
-                    await self.fhir.transaction(batch.entries)
-            except LocalFhirError as exc:
-                ok = False
-                self.progress.failed_members += 1
-                if owner is not None:
-                    await self.store.run(ex.record_ingest_failure, self.store, self.partner.name, owner, str(exc))
-                log.warning("ingest failed", extra={"partner": self.partner.name, "member": owner,
-                                                    "reason": str(exc)})
-                continue
+        shared_ok = await self._ingest_one(None, by_member.pop(None, []), remapper, previous, problems,
+                                           transaction_time)
+        slots = asyncio.Semaphore(INGEST_CONCURRENCY)
+
+        async def member(owner: str) -> bool:
+            async with slots:
+                return await self._ingest_one(owner, by_member[owner], remapper, previous, problems,
+                                              transaction_time)
+
+        return all([shared_ok, *await asyncio.gather(*(member(owner) for owner in by_member))])
+
+    async def _ingest_one(self, owner: str | None, resources: list[dict], remapper: ingest.Remapper,
+                          previous: dict[str, str], problems: dict[str, str], transaction_time: str | None) -> bool:
+        """One member's transaction (or the shared resources'); whether it was written."""
+        batch = ingest.member_batch(self.partner.name, self.partner.fhir_base, owner, resources, remapper,
+                                    previous, problems, transaction_time, time.time())
+        detail = f"{len(batch.skipped_invalid)} invalid resource(s) left out: " + "; ".join(
+            batch.skipped_invalid)[:400] if batch.skipped_invalid else None
+        try:
+            if batch.entries:
+                await self.fhir.transaction(batch.entries)
+        except LocalFhirError as exc:
+            self.progress.failed_members += 1
             if owner is not None:
-                await self.store.run(ex.record_ingest, self.store, self.partner.name, owner, written, detail,
-                                     batch.rows)
-            elif batch.rows:
-                await self.store.run(partial(self.store.db["ingested"].upsert_all, batch.rows,
-                                             pk=("partner", "source")))
-            self.progress.ingested += written
-            self.progress.unchanged += batch.unchanged
-            self.progress.show()
-        return ok
+                await self.store.run(ex.record_ingest_failure, self.store, self.partner.name, owner, str(exc))
+            log.warning("ingest failed", extra={"partner": self.partner.name, "member": owner, "reason": str(exc)})
+            return False
+        if owner is not None:
+            await self.store.run(ex.record_ingest, self.store, self.partner.name, owner, len(batch.rows), detail,
+                                 batch.rows)
+        elif batch.rows:
+            await self.store.run(partial(self.store.db["ingested"].upsert_all, batch.rows, pk=("partner", "source")))
+        self.progress.ingested += len(batch.rows)
+        self.progress.unchanged += batch.unchanged
+        self.progress.show()
+        return True
 
 
 def _read_ndjson(path: Path):

@@ -41,7 +41,7 @@ from sidecar.store.partners import DEFAULT_SCOPES, add_partner
 
 FHIR_JSON = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
 NPI = "http://hl7.org/fhir/sid/us-npi"
-NPI_A, NPI_B = "1234567893", "1098765432"
+NPI_B = "1098765432"
 HREX = "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular"
 PER_TRANSACTION = 1000
 
@@ -52,7 +52,7 @@ def person(run: str, n: int) -> dict:
             "birthDate": (date(1940, 1, 1) + timedelta(days=(n * 37) % 25000)).isoformat()}
 
 
-def consent(member: str) -> dict:
+def consent(member: str, npi_a: str) -> dict:
     today = datetime.now(timezone.utc).date()
     return {"resourceType": "Consent", "status": "active",
             "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
@@ -64,7 +64,7 @@ def consent(member: str) -> dict:
                           "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
                                                                     "provenance-participant-type",
                                                           "code": "performer"}]},
-                                     "reference": {"identifier": {"system": NPI, "value": NPI_A}}},
+                                     "reference": {"identifier": {"system": NPI, "value": npi_a}}},
                                     {"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
                                                                     "v3-ParticipationType", "code": "IRCP"}]},
                                      "reference": {"identifier": {"system": NPI, "value": NPI_B}}}]}}
@@ -99,7 +99,7 @@ async def load_a(session: aiohttp.ClientSession, base: str, run: str, members: i
             entries = []
 
 
-async def load_b(session: aiohttp.ClientSession, base: str, run: str, members: int) -> None:
+async def load_b(session: aiohttp.ClientSession, base: str, run: str, members: int, npi_a: str) -> None:
     entries: list[dict] = []
     for n in range(members):
         urn = f"urn:uuid:{uuid.uuid4()}"
@@ -108,15 +108,17 @@ async def load_b(session: aiohttp.ClientSession, base: str, run: str, members: i
                           "beneficiary": {"reference": urn}, "payor": [{"display": "Payer B"}]}),
                     post({"resourceType": "Coverage", "status": "cancelled", "subscriberId": f"A{run}{n}",
                           "beneficiary": {"reference": urn},
-                          "payor": [{"identifier": {"system": NPI, "value": NPI_A}, "display": "Payer A"}]}),
-                    post(consent(urn))]
+                          "payor": [{"identifier": {"system": NPI, "value": npi_a}, "display": "Payer A"}]}),
+                    post(consent(urn, npi_a))]
     await transact(session, base, entries)
 
 
 async def measure(hapi_a: str, hapi_b: str, members: int, per_member: int) -> None:
     run = uuid.uuid4().hex[:6]
+    # A's NPI is new in every run, so that B's consents from an earlier run on the same servers are not pulled.
+    npi_a = str(uuid.uuid4().int)[:10]
     sidecar = SidecarProcess(hapi_a, Path(tempfile.mkdtemp(prefix="bench-pull-a-")),
-                             extra_env={"SIDECAR_PAYER_IDENTIFIERS": f"{NPI}|{NPI_A}"}).start()
+                             extra_env={"SIDECAR_PAYER_IDENTIFIERS": f"{NPI}|{npi_a}"}).start()
     try:
         key = ClientKey.generate("ES384")
         store_a = Store(sidecar.data_dir)
@@ -126,7 +128,7 @@ async def measure(hapi_a: str, hapi_b: str, members: int, per_member: int) -> No
             began = time.perf_counter()
             await load_a(session, hapi_a, run, members, per_member)
             baseline = time.perf_counter() - began
-            await load_b(session, hapi_b, run, members)
+            await load_b(session, hapi_b, run, members, npi_a)
         print(f"loaded {members} members x ({per_member} Observations + Patient + Coverage) into A's HAPI in "
               f"{baseline:.1f}s; B's members, coverages and consents loaded")
         data_b = Path(tempfile.mkdtemp(prefix="bench-pull-b-"))
@@ -134,7 +136,7 @@ async def measure(hapi_a: str, hapi_b: str, members: int, per_member: int) -> No
         key_file.write_text(json.dumps({"keys": [key.private_jwk()]}))
         settings = Settings(upstream_url=hapi_b, data_dir=data_b).validate()
         store_b = Store(data_b)
-        partner = add_partner(store_b, "payer-a", sidecar.fhir_base, "payer-b", key_file, [f"{NPI}|{NPI_A}"])
+        partner = add_partner(store_b, "payer-a", sidecar.fhir_base, "payer-b", key_file, [f"{NPI}|{npi_a}"])
         await asyncio.sleep(1.0)
         progress = Progress(stream=sys.stderr, interval=10.0)
         began = time.perf_counter()

@@ -129,7 +129,7 @@ def payers(hapi, sidecar, peer_hapi, tmp_path_factory):
     first = payer_b.cli("pull", "--partner", payer_b.partner)
     try:
         yield {"run": run, "a": at_a, "b": at_b, "recent": recent, "payer_b": payer_b, "first": first,
-               "subject": subject, "hapi_a": hapi.base_url, "a_base": sidecar.fhir_base, "client": client}
+               "subject": subject, "hapi_a": hapi.base_url, "a_base": sidecar.fhir_base, "client": client, "npi_b": npi_b}
     finally:
         payer_b.sidecar.stop()
 
@@ -228,3 +228,22 @@ def test_a_failed_ingest_leaves_nothing_of_the_member_and_is_retried(payers, pee
             assert [o["code"]["text"] for o in payer_b.ingested("Observation")] == [f"bp {payers['run']}"]
         finally:
             payer_b.sidecar.stop()
+
+
+def test_single_match_of_someone_payer_a_does_not_know_is_queued_for_retry(payers, peer_hapi):
+    payer_b, run = payers["payer_b"], payers["run"]
+    unknown = create(peer_hapi.base_url, {"resourceType": "Patient", "name": [{"family": f"Nobody{run}",
+                                                                                "given": ["Sam"]}],
+                                          "gender": "male", "birthDate": "1990-02-03"})
+    mine = {"reference": f"Patient/{unknown['id']}"}
+    npi_system, npi = THIS_PAYER.split("|")
+    create(peer_hapi.base_url, {"resourceType": "Coverage", "status": "active", "subscriberId": f"X-{run}",
+                                "beneficiary": mine, "payor": [{"identifier": {"system": npi_system, "value": npi}}]})
+    given = consent(payers["client"].organization)
+    given["provision"]["actor"][1]["reference"] = {"identifier": {"system": NPI, "value": payers["npi_b"]}}
+    create(peer_hapi.base_url, {**given, "patient": mine, "performer": [mine]})
+    pulled = payer_b.cli("pull", "--partner", payer_b.partner, "--single", "--member", unknown["id"])
+    assert pulled.returncode == 0, pulled.stderr[-2000:]
+    status = payer_b.cli("pull", "status", "--partner", payer_b.partner).stdout
+    row = next(line for line in status.splitlines() if f"Patient/{unknown['id']}\t" in line)
+    assert row.split("\t")[2] == "no-match"

@@ -7,6 +7,7 @@ import time
 from typing import Callable
 
 from sidecar.client.connection import Answer, PartnerConnection, PartnerUnavailable, retry_after
+from sidecar.fhir.outcome import outcome_text
 
 ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
 DEFAULT_WAIT = 2.0
@@ -17,12 +18,7 @@ class PartnerRefused(Exception):
 
 
 def diagnostics(answer: Answer) -> str:
-    try:
-        outcome = answer.json()
-    except PartnerUnavailable:
-        return answer.body[:200].decode("utf-8", "replace")
-    return "; ".join(str(i.get("diagnostics") or i.get("code") or "") for i in outcome.get("issue") or ()
-                     if isinstance(i, dict))[:400] or f"HTTP {answer.status}"
+    return outcome_text(answer.body) or f"HTTP {answer.status}"
 
 
 async def kickoff(conn: PartnerConnection, url: str, parameters: dict) -> str:

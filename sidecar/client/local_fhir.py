@@ -6,6 +6,8 @@ import asyncio
 import aiohttp
 import orjson
 
+from sidecar.fhir.outcome import outcome_text
+
 FHIR_JSON = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
 PAGE = 200
 
@@ -49,17 +51,9 @@ class LocalFhir:
                                             data=orjson.dumps(body) if body is not None else None) as resp:
                 raw = await resp.read()
                 if resp.status >= 300:
-                    raise LocalFhirError(f"our FHIR server answered {resp.status}: {_diagnostics(raw)}")
+                    raise LocalFhirError(f"our FHIR server answered {resp.status}: {outcome_text(raw)}")
                 return orjson.loads(raw)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise LocalFhirError(f"our FHIR server is unreachable: {exc!r}") from exc
         except orjson.JSONDecodeError as exc:
             raise LocalFhirError("our FHIR server answered something that is not JSON") from exc
-
-
-def _diagnostics(raw: bytes) -> str:
-    try:
-        outcome = orjson.loads(raw)
-        return "; ".join(str(i.get("diagnostics", "")) for i in outcome.get("issue", []))[:400]
-    except (orjson.JSONDecodeError, AttributeError):
-        return raw[:200].decode("utf-8", "replace")

@@ -12,6 +12,7 @@ from typing import AsyncIterator
 import aiohttp
 import orjson
 
+from sidecar.fhir.outcome import outcome_text
 from sidecar.proxy.upstream import Upstream, UpstreamError, classify_client_error
 
 KICKOFF_HEADERS = {"Prefer": "respond-async", "Cache-Control": "no-cache", "Accept": "application/fhir+json"}
@@ -50,7 +51,7 @@ class HapiExport:
                 answer = await resp.read()
                 if resp.status != 202 or "Content-Location" not in resp.headers:
                     raise UpstreamError(502, "exception", f"the FHIR server refused the export ({resp.status}): "
-                                                          f"{_diagnostics(answer)}")
+                                                          f"{outcome_text(answer, 300)}")
                 return self._local(resp.headers["Content-Location"])
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise classify_client_error(exc) from exc
@@ -64,7 +65,7 @@ class HapiExport:
                 if resp.status == 200:
                     return Poll(True, manifest=orjson.loads(body))
                 raise UpstreamError(502 if resp.status < 500 else 500, "exception",
-                                    f"the FHIR server's export failed: {_diagnostics(body)}")
+                                    f"the FHIR server's export failed: {outcome_text(body, 300)}")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise classify_client_error(exc) from exc
         except orjson.JSONDecodeError as exc:
@@ -97,11 +98,3 @@ class HapiExport:
                 await resp.read()
         except (aiohttp.ClientError, asyncio.TimeoutError):
             pass
-
-
-def _diagnostics(body: bytes) -> str:
-    try:
-        outcome = orjson.loads(body)
-        return "; ".join(str(i.get("diagnostics", "")) for i in outcome.get("issue", []))[:300]
-    except (orjson.JSONDecodeError, AttributeError):
-        return body[:200].decode("utf-8", "replace")

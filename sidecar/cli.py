@@ -26,7 +26,7 @@ from sidecar.store.clients import Client, ClientError, add_client, all_clients, 
 from sidecar.matching.revocation import inactivate_consent
 from sidecar.store.db import Store
 from sidecar.store.exchanges import exchanges
-from sidecar.store.partners import DEFAULT_SCOPES, add_partner, all_partners, get_partner
+from sidecar.store.partners import DEFAULT_SCOPES, Partner, add_partner, all_partners, get_partner
 from sidecar.store.grants import revoke_grants
 
 log = logging.getLogger("sidecar")
@@ -182,19 +182,23 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _describe_partner(partner: Partner) -> str:
+    return f"{partner.name}\t{partner.fhir_base}\t{partner.client_id}\t{', '.join(partner.identifiers)}"
+
+
 def _partners_add(args: argparse.Namespace) -> int:
     store = _store(args)
     partner = add_partner(store, args.name, args.fhir_base, args.client_id, Path(args.private_jwks),
                           args.identifier or [], args.scopes)
     _admin(store, "partner-added", None, {"partner": partner.name, "fhir_base": partner.fhir_base,
                                           "client_id": partner.client_id})
-    print(f"{partner.name}\t{partner.fhir_base}\t{partner.client_id}\t{', '.join(partner.identifiers)}")
+    print(_describe_partner(partner))
     return 0
 
 
 def _partners_list(args: argparse.Namespace) -> int:
     for partner in all_partners(_store(args)):
-        print(f"{partner.name}\t{partner.fhir_base}\t{partner.client_id}\t{', '.join(partner.identifiers)}")
+        print(_describe_partner(partner))
     return 0
 
 

@@ -97,24 +97,31 @@ def _latest(resources: list[dict]) -> dict | None:
     return max(resources, key=_updated, default=None)
 
 
-async def members_with_consent(fhir: LocalFhir, partner: Partner) -> list[str]:
-    """Our members who gave an active Consent naming the partner as the source of their data."""
-    members = {str(c.get("patient", {}).get("reference", "")).removeprefix("Patient/")
-               for c in await fhir.search("Consent", {"status": "active"}) if is_source_consent(c, partner)}
-    return sorted(m for m in members if m and "/" not in m)
+async def source_consents(fhir: LocalFhir, partner: Partner, members: list[str] | None) -> dict[str, list[dict]]:
+    """Active Consents naming the partner as the source of the member's data, by member: of the members named,
+    or of everyone."""
+    if members is None:
+        found = await fhir.search("Consent", {"status": "active"})
+    else:
+        found = await fhir.search_in_chunks("Consent", "patient", [f"Patient/{m}" for m in members],
+                                            {"status": "active"})
+    consents: dict[str, list[dict]] = {}
+    for consent in found:
+        member = str((consent.get("patient") or {}).get("reference", "")).removeprefix("Patient/")
+        if member and "/" not in member and is_source_consent(consent, partner):
+            consents.setdefault(member, []).append(consent)
+    return consents
 
 
-async def member_requests(fhir: LocalFhir, partner: Partner, members: list[str]) -> list[MemberRequest]:
-    references = [f"Patient/{m}" for m in members]
+async def member_requests(fhir: LocalFhir, partner: Partner, members: list[str] | None) -> list[MemberRequest]:
+    """Requests for the members named, or (None) for every member with a Consent naming the partner as source."""
+    consents = await source_consents(fhir, partner, members)
+    members = sorted(consents) if members is None else members
     patients = {p["id"]: p for p in await fhir.search_in_chunks("Patient", "_id", members)}
     coverages: dict[str, list[dict]] = {}
-    for coverage in await fhir.search_in_chunks("Coverage", "beneficiary", references):
+    for coverage in await fhir.search_in_chunks("Coverage", "beneficiary", [f"Patient/{m}" for m in members]):
         member = str(coverage.get("beneficiary", {}).get("reference", "")).removeprefix("Patient/")
         coverages.setdefault(member, []).append(coverage)
-    consents: dict[str, list[dict]] = {}
-    for consent in await fhir.search_in_chunks("Consent", "patient", references, {"status": "active"}):
-        if is_source_consent(consent, partner):
-            consents.setdefault(str(consent["patient"]["reference"]).removeprefix("Patient/"), []).append(consent)
     requests = []
     for member in members:
         own = coverages.get(member, [])

@@ -28,7 +28,7 @@ from sidecar.client.async_jobs import PartnerRefused, await_manifest, kickoff
 from sidecar.client.connection import PartnerConnection, PartnerUnavailable
 from sidecar.client.local_fhir import LocalFhir, LocalFhirError
 from sidecar.client.match_at_partner import MatchOutcome, bulk_match, due, single_match
-from sidecar.client.member_requests import MemberRequest, member_requests, members_with_consent
+from sidecar.client.member_requests import MemberRequest, member_requests
 from sidecar.client.progress import Progress
 from sidecar.config import Settings
 from sidecar.store import exchanges as ex
@@ -79,14 +79,12 @@ class Pull:
         report = PullReport(self.partner.name)
         try:
             self.progress.enter("members")
-            members = options.members or await members_with_consent(self.fhir, self.partner)
-            self.progress.members = len(members)
-            requests = await member_requests(self.fhir, self.partner, members)
+            requests = await member_requests(self.fhir, self.partner, options.members)
             if options.concurrent_only:
                 today = datetime.now(timezone.utc).date()
                 requests = [r for r in requests if r.concurrent(today)]
-                members = [r.member for r in requests]
-                self.progress.members = len(members)
+            members = [r.member for r in requests]
+            self.progress.members = len(members)
             self.progress.enter("match")
             await self._match(requests, options.single)
             await self._export_and_ingest(set(members), options, report)
@@ -236,11 +234,8 @@ class Pull:
                 await self.store.run(ex.record_ingest_failure, self.store, self.partner.name, owner, str(exc))
             log.warning("ingest failed", extra={"partner": self.partner.name, "member": owner, "reason": str(exc)})
             return False
-        if owner is not None:
-            await self.store.run(ex.record_ingest, self.store, self.partner.name, owner, len(batch.rows), detail,
-                                 batch.rows)
-        elif batch.rows:
-            await self.store.run(partial(self.store.db["ingested"].upsert_all, batch.rows, pk=("partner", "source")))
+        await self.store.run(ex.record_ingest, self.store, self.partner.name, owner, len(batch.rows), detail,
+                             batch.rows)
         self.progress.ingested += len(batch.rows)
         self.progress.unchanged += batch.unchanged
         self.progress.show()

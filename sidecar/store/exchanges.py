@@ -64,14 +64,17 @@ def record_outcome(store: Store, partner: str, member: str, state: str, *, detai
                                   "updated_at": now}, pk=("partner", "member"))
 
 
-def record_ingest(store: Store, partner: str, member: str, written: int, detail: str | None,
+def record_ingest(store: Store, partner: str, member: str | None, written: int, detail: str | None,
                   rows: list[dict]) -> None:
-    """One member's ingest committed at HAPI: the resources it wrote, in one SQLite transaction."""
+    """One member's ingest committed at HAPI (or, with no member, the resources of no member): the resources it
+    wrote and the member's state, in one SQLite transaction."""
     with store.transaction():
         if rows:
             store.db["ingested"].upsert_all(rows, pk=("partner", "source"))
-        store.db.execute("UPDATE exchanges SET state = ?, ingested = ingested + ?, detail = ?, updated_at = ? "
-                         "WHERE partner = ? AND member = ?", [INGESTED, written, detail, time.time(), partner, member])
+        if member is not None:
+            store.db.execute("UPDATE exchanges SET state = ?, ingested = ingested + ?, detail = ?, updated_at = ? "
+                             "WHERE partner = ? AND member = ?",
+                             [INGESTED, written, detail, time.time(), partner, member])
 
 
 def record_ingest_failure(store: Store, partner: str, member: str, detail: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
 
 from sidecar.client.connection import Answer, PartnerConnection, PartnerUnavailable, retry_after
 from sidecar.fhir.outcome import outcome_text
@@ -29,8 +28,7 @@ async def kickoff(conn: PartnerConnection, url: str, parameters: dict) -> str:
     return answer.headers["Content-Location"]
 
 
-async def await_manifest(conn: PartnerConnection, status_url: str, timeout: float = 6 * 3600,
-                         on_progress: Callable[[str], None] | None = None) -> dict:
+async def await_manifest(conn: PartnerConnection, status_url: str, timeout: float = 6 * 3600) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         answer = await conn.request("GET", status_url, headers={"Accept": "application/json"})
@@ -38,7 +36,5 @@ async def await_manifest(conn: PartnerConnection, status_url: str, timeout: floa
             return answer.json()
         if answer.status != 202:
             raise PartnerRefused(f"the partner's job failed ({answer.status}): {diagnostics(answer)}")
-        if on_progress is not None and answer.headers.get("X-Progress"):
-            on_progress(answer.headers["X-Progress"])
         await asyncio.sleep(retry_after(answer.headers, DEFAULT_WAIT))
     raise PartnerUnavailable(f"the partner's job at {status_url} did not finish within {timeout:.0f}s")

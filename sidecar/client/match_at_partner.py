@@ -52,12 +52,17 @@ def _keys(patient: dict) -> list[str]:
     return keys
 
 
+def _as_dict(value: object) -> dict:
+    """A partner's JSON where an object is expected: itself, or empty when it is something else."""
+    return value if isinstance(value, dict) else {}
+
+
 def _contained(group: dict, member: dict) -> dict | None:
-    entity = member.get("entity") if isinstance(member.get("entity"), dict) else {}
+    entity = _as_dict(member.get("entity"))
     local = entity.get("reference") if str(entity.get("reference", "")).startswith("#") else None
     for extension in entity.get("extension") or ():
         if isinstance(extension, dict) and extension.get("url") == MATCH_EXTENSION:
-            local = (extension.get("valueReference") or {}).get("reference") or local
+            local = _as_dict(extension.get("valueReference")).get("reference") or local
     contained = {f"#{c.get('id')}": c for c in group.get("contained") or () if isinstance(c, dict)}
     return contained.get(local or "")
 
@@ -66,10 +71,10 @@ def outcomes_of_groups(groups: list[dict], requests: list[MemberRequest]) -> lis
     submitted = _Submitted(requests)
     found: dict[str, MatchOutcome] = {}
     for group in groups:
-        codes = [c.get("code") for c in (group.get("code") or {}).get("coding") or () if isinstance(c, dict)]
+        codes = [c.get("code") for c in _as_dict(group.get("code")).get("coding") or () if isinstance(c, dict)]
         state = next((GROUP_STATES[c] for c in codes if c in GROUP_STATES), None)
-        if state is None:
-            continue
+        if state is None or (state == ex.MATCHED and not isinstance(group.get("id"), str)):
+            continue  # a matched Group without an id cannot be exported: its members count as left out
         for member in group.get("member") or ():
             if not isinstance(member, dict):
                 continue
@@ -77,7 +82,7 @@ def outcomes_of_groups(groups: list[dict], requests: list[MemberRequest]) -> lis
             if ours is None:
                 continue
             if state == ex.MATCHED:
-                reference = str((member.get("entity") or {}).get("reference", ""))
+                reference = str(_as_dict(member.get("entity")).get("reference", ""))
                 found[ours] = MatchOutcome(ours, state, reference.removeprefix("Patient/"), f"Group/{group['id']}")
             else:
                 found.setdefault(ours, MatchOutcome(ours, state, detail=f"the partner's {codes[0]} group"))
@@ -85,26 +90,29 @@ def outcomes_of_groups(groups: list[dict], requests: list[MemberRequest]) -> lis
             for r in requests]
 
 
-async def bulk_match(conn: PartnerConnection, requests: list[MemberRequest],
-                     on_progress=None) -> list[MatchOutcome]:
+async def bulk_match(conn: PartnerConnection, requests: list[MemberRequest]) -> list[MatchOutcome]:
     """One `$bulk-member-match` job for these members; each member's outcome."""
     body = {"resourceType": "Parameters", "parameter": [{"name": "MemberBundle", "part": r.parts()}
                                                         for r in requests]}
     status_url = await kickoff(conn, f"{conn.fhir_base}/Group/$bulk-member-match", body)
-    manifest = await await_manifest(conn, status_url, on_progress=on_progress)
+    manifest = await await_manifest(conn, status_url)
     groups: list[dict] = []
     envelopes: list[dict] = []
     for item in manifest.get("output") or ():
-        if not isinstance(item, dict) or item.get("type") not in ("Group", "Parameters"):
+        if not isinstance(item, dict) or item.get("type") not in ("Group", "Parameters") \
+                or not isinstance(item.get("url"), str):
             continue
         answer = await conn.request("GET", item["url"], headers={"Accept": "application/fhir+ndjson"})
         if answer.status != 200:
             raise PartnerRefused(f"the partner did not deliver {item['url']} ({answer.status})")
-        lines = [orjson.loads(line) for line in answer.body.splitlines() if line.strip()]
-        (groups if item["type"] == "Group" else envelopes).extend(lines)
+        try:
+            lines = [orjson.loads(line) for line in answer.body.splitlines() if line.strip()]
+        except orjson.JSONDecodeError as exc:
+            raise PartnerRefused(f"the partner's {item['url']} is not NDJSON") from exc
+        (groups if item["type"] == "Group" else envelopes).extend(line for line in lines if isinstance(line, dict))
     if not groups:  # a PDex 2.1.0 partner: the Groups travel inside the Parameters envelope
-        groups = [p["resource"] for envelope in envelopes for p in envelope.get("parameter") or ()
-                  if isinstance(p.get("resource"), dict) and p["resource"].get("resourceType") == "Group"]
+        groups = [_as_dict(p)["resource"] for envelope in envelopes for p in envelope.get("parameter") or ()
+                  if _as_dict(_as_dict(p).get("resource")).get("resourceType") == "Group"]
     return outcomes_of_groups(groups, requests)
 
 
@@ -115,16 +123,17 @@ async def single_match(conn: PartnerConnection, request: MemberRequest) -> Match
                                 headers={"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"})
     if answer.status == 200:
         parameters = {p.get("name"): p for p in answer.json().get("parameter") or () if isinstance(p, dict)}
-        reference = str((parameters.get("MemberId") or {}).get("valueReference", {}).get("reference", ""))
+        reference = str(_as_dict(_as_dict(parameters.get("MemberId")).get("valueReference")).get("reference", ""))
         if reference.startswith("Patient/"):
             return MatchOutcome(request.member, ex.MATCHED, reference.removeprefix("Patient/"), "Patient")
-        identifier = (parameters.get("MemberIdentifier") or {}).get("valueIdentifier") or {}
+        identifier = _as_dict(_as_dict(parameters.get("MemberIdentifier")).get("valueIdentifier"))
         found = await conn.request("GET", f"{conn.fhir_base}/Patient?identifier="
                                    f"{identifier.get('system', '')}|{identifier.get('value', '')}",
                                    headers={"Accept": "application/fhir+json"})
         entries = found.json().get("entry") or [] if found.status == 200 else []
-        if len(entries) == 1:
-            return MatchOutcome(request.member, ex.MATCHED, entries[0]["resource"]["id"], "Patient")
+        ids = [_as_dict(_as_dict(e).get("resource")).get("id") for e in entries]
+        if len(ids) == 1 and isinstance(ids[0], str):
+            return MatchOutcome(request.member, ex.MATCHED, ids[0], "Patient")
         return MatchOutcome(request.member, ex.REJECTED, detail="matched, but the partner's member identifier "
                                                                  "leads to no single Patient")
     if answer.status == 422:

@@ -67,3 +67,13 @@ def test_retry_after_reads_seconds_and_caps_them():
     assert retry_after({"Retry-After": "7"}, 2.0) == 7.0
     assert retry_after({"Retry-After": "86400"}, 2.0) == 120.0
     assert retry_after({}, 2.0) == 2.0
+
+
+def test_a_malformed_answer_leaves_members_not_matched_instead_of_failing_the_pull():
+    one, two = request("b1", "Ames"), request("b2", "Bell")
+    without_id = group("match", [("Patient/a9", one.patient)])
+    del without_id["id"]
+    garbled = {**group("match", [("Patient/a8", two.patient)]), "code": "match", "member": "everyone"}
+    outcomes = outcomes_of_groups([without_id, garbled, {"resourceType": "Group", "code": {"coding": "x"}}],
+                                  [one, two])
+    assert [(o.state, o.partner_patient) for o in outcomes] == [(ex.NO_MATCH, None), (ex.NO_MATCH, None)]

@@ -14,6 +14,7 @@ from sidecar.access.guard import PageOwners
 from sidecar.app import request_context
 from sidecar.auth.scopes import ScopeSet
 from sidecar.config import load_settings
+from sidecar.disclosure.answers import AnswerFilter
 from sidecar.proxy.guarded import GuardedReader
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.rewrite import UrlMap
@@ -34,7 +35,8 @@ def main() -> None:
     settings = load_settings()
     upstream = Upstream(settings)
     url_map = UrlMap.between(settings.upstream_base, settings.public_fhir_base)
-    proxy = ProxyHandler(upstream, url_map, GuardedReader(upstream, url_map, PageOwners()))
+    proxy = ProxyHandler(upstream, url_map,
+                         GuardedReader(upstream, url_map, PageOwners(), AnswerFilter.configured(settings, upstream.by_ids)))
 
     async def lifecycle(app: web.Application):
         await upstream.start()

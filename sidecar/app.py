@@ -23,9 +23,6 @@ from sidecar.fhir.outcome import outcome_response
 from sidecar.health import live, ready_handler
 from sidecar.logs import request_id
 from sidecar.disclosure.answers import AnswerFilter
-from sidecar.disclosure.resolver import ReferenceSensitivity
-from sidecar.disclosure.rules import DisclosureRules
-from sidecar.disclosure.sensitivity import SensitiveData
 from sidecar.export.handlers import JobHandlers
 from sidecar.export.runner import JobRunner
 from sidecar.matching.bulk import BulkMemberMatch, advertise_bulk_member_match
@@ -92,12 +89,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     url_map = UrlMap.between(settings.upstream_base, settings.public_fhir_base)
     capability = CapabilityService(settings, upstream, url_map)
     capability.contributors.append(advertise_smart_security)
-    sensitive = SensitiveData.load(Path(settings.sensitive_data_dir) if settings.sensitive_data_dir else None,
-                                   settings.sensitive_category_list)
-    rules = DisclosureRules(sensitive, settings.timezone, settings.lookback_years, settings.prior_auth_months,
-                            settings.drug_prior_authorizations)
-    disclosure = AnswerFilter(rules, ReferenceSensitivity(sensitive, upstream.by_ids, settings.disclosure_cache_seconds),
-                              upstream.by_ids)
+    disclosure = AnswerFilter.configured(settings, upstream.by_ids)
     proxy = ProxyHandler(upstream, url_map, GuardedReader(upstream, url_map, PageOwners(), disclosure))
     weights = load_weights(Path(settings.match_weights_file) if settings.match_weights_file else None)
     member_match = MemberMatch(settings, upstream, store, directory, Scorer(weights, load_nicknames()))

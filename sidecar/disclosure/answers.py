@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Mapping
 
 import orjson
 
 from sidecar.access.compartment import is_member_data, member_of
+from sidecar.config import Settings
 from sidecar.disclosure.resolver import Fetch, ReferenceSensitivity, reference_of
 from sidecar.disclosure.rules import REGULAR, SENSITIVE, Decision, DisclosureRules, normal_reference, references_of
-from sidecar.disclosure.sensitivity import Reason, references_in
+from sidecar.disclosure.sensitivity import Reason, SensitiveData, references_in
 
 MATCH, INCLUDE = "match", "include"
 
@@ -45,6 +47,15 @@ class AnswerFilter:
         self.rules = rules
         self.resolver = resolver
         self.fetch = fetch
+
+    @classmethod
+    def configured(cls, settings: Settings, fetch: Fetch) -> "AnswerFilter":
+        """The filter the settings describe (rules, sensitive codes), looking resources up with `fetch`."""
+        sensitive = SensitiveData.load(Path(settings.sensitive_data_dir) if settings.sensitive_data_dir else None,
+                                       settings.sensitive_category_list)
+        rules = DisclosureRules(sensitive, settings.timezone, settings.lookback_years, settings.prior_auth_months,
+                                settings.drug_prior_authorizations)
+        return cls(rules, ReferenceSensitivity(sensitive, fetch, settings.disclosure_cache_seconds), fetch)
 
     async def _missing_targets(self, resources: list[dict], present: set[str]) -> list[dict]:
         wanted: dict[str, list[str]] = {}

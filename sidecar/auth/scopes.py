@@ -7,6 +7,7 @@ and `user/` scopes need a launch context this server does not have.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Iterable
@@ -139,8 +140,10 @@ class ScopeSet:
     def allows_operation(self, resource_type: str, operation: str) -> bool:
         return any(s.operation == operation and s.resource_type == resource_type for s in self.scopes)
 
-    @property
+    @functools.cached_property
     def reads_everything(self) -> bool:
-        """True when any resource of any type may be read and searched (no per-type filtering needed)."""
+        """True when any resource of any type may be read and searched (no per-type filtering needed).
+
+        Asked on every request of a token whose parsed scopes are cached, so it is worked out once."""
         return any(s.operation is None and s.resource_type == "*" and {"r", "s"} <= set(s.permissions)
                    for s in self.scopes)

@@ -9,6 +9,9 @@ the independence that Fellegi–Sunter assumes:
 - street, city and postal code are one field, since they agree together for everyone at one address;
 - a different first name weighs heavily against (twins, siblings), and so does a different birth date;
 - a card number or a shared SSN (dependents often carry the subscriber's) never carries a match alone;
+- with no first name to compare, only an SSN counts as individual evidence (birth date and gender are a twin's too);
+- an SSN one off in its last digit is no individual evidence between people born the same day whose first names
+  do not agree: twins were often given consecutive numbers;
 - a changed surname costs little, so strong other evidence carries it.
 """
 from __future__ import annotations
@@ -123,6 +126,18 @@ def _ssn_level(a: str, b: str) -> str:
     return "disagree"
 
 
+# Given-name levels that say "the same first name".
+_GIVEN_AGREES = frozenset({"exact", "nickname", "close", "middle", "swapped"})
+
+
+def _consecutive_twin(levels: dict[str, str], a: Person, b: Person) -> bool:
+    """Born the same day, first names not agreeing, SSNs one apart in the last digit: a twin's number, not a typo
+    of this person's. The SSN still adds to the total; it cannot make up the individual evidence."""
+    return (levels.get("ssn") == "one_digit" and levels.get("birth_date") == "exact"
+            and levels.get("given") not in _GIVEN_AGREES and bool(a.ssn) and bool(b.ssn)
+            and a.ssn[:-1] == b.ssn[:-1])
+
+
 def _swapped(a: Person, b: Person) -> bool:
     return a.given in b.family_tokens and b.given in a.family_tokens
 
@@ -169,7 +184,11 @@ class Scorer:
             levels["member_id"] = "agree" if request.member_ids & candidate.member_ids else "disagree"
         contributions = {field: (level, self.weights[field][level]) for field, level in levels.items()}
         total = sum(weight for _, weight in contributions.values())
-        individual = sum(contributions[f][1] for f in INDIVIDUAL_FIELDS if f in contributions)
+        # Without a first name to compare, birth date and gender are what twins share: only an SSN tells them apart.
+        individual_fields = INDIVIDUAL_FIELDS if "given" in levels else ("ssn",)
+        individual = sum(contributions[f][1] for f in individual_fields if f in contributions)
+        if _consecutive_twin(levels, request, candidate):
+            individual -= contributions["ssn"][1]
         return Score(total, individual, contributions)
 
 

@@ -255,6 +255,21 @@ def test_what_a_household_shares_never_carries_a_match_for_a_sibling():
     assert decide([("liam", score)], *BARS).outcome == "not-found"
 
 
+def test_a_twin_whose_ssn_is_one_after_the_requested_twins_is_not_matched():
+    home = [{"line": ["12 Elm Street"], "city": "Dayton", "postalCode": "45402"}]
+
+    def ssn(value):
+        return [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": value}]
+
+    covered = person(["Liam"], "Chen", "2005-05-05", "male", card="500", address=home, identifier=ssn("555001235"),
+                     at_payer=True)
+    for given in (["Noah"], []):
+        request = person(given, "Chen", "2005-05-05", "male", card="500", address=home, identifier=ssn("555001234"))
+        score = SCORER.score(request, covered)
+        assert score.contributions["ssn"][0] == "one_digit"
+        assert decide([("liam", score)], *BARS).outcome == "not-found", given
+
+
 def test_a_dependent_carrying_the_subscribers_ssn_is_not_the_subscriber():
     ssn = [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123-45-6789"}]
     subscriber = person(["David"], "Chen", "1960-02-03", card="500", identifier=ssn, at_payer=True)

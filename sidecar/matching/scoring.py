@@ -134,8 +134,7 @@ def _consecutive_twin(levels: dict[str, str], a: Person, b: Person) -> bool:
     """Born the same day, first names not agreeing, SSNs one apart in the last digit: a twin's number, not a typo
     of this person's. The SSN still adds to the total; it cannot make up the individual evidence."""
     return (levels.get("ssn") == "one_digit" and levels.get("birth_date") == "exact"
-            and levels.get("given") not in _GIVEN_AGREES and bool(a.ssn) and bool(b.ssn)
-            and a.ssn[:-1] == b.ssn[:-1])
+            and levels.get("given") not in _GIVEN_AGREES and (a.ssn or "")[:-1] == (b.ssn or "")[:-1])
 
 
 def _swapped(a: Person, b: Person) -> bool:

@@ -8,7 +8,8 @@ likelihood ratios of agreement levels measured on FEBRL4, bent to the product's 
 the independence that Fellegi–Sunter assumes:
 - street, city and postal code are one field, since they agree together for everyone at one address;
 - a different first name weighs heavily against (twins, siblings), and so does a different birth date;
-- a card number or a shared SSN (dependents often carry the subscriber's) never carries a match alone;
+- a card number or a shared SSN (dependents often carry the subscriber's) never carries a match alone, and an SSN
+  that several of the payer's Patients carry is no individual evidence at all;
 - with no first name to compare, only an SSN counts as individual evidence (birth date and gender are a twin's too);
 - an SSN one off in its last digit is no individual evidence between people born the same day whose first names
   do not agree: twins were often given consecutive numbers;
@@ -17,6 +18,8 @@ the independence that Fellegi–Sunter assumes:
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -130,11 +133,22 @@ def _ssn_level(a: str, b: str) -> str:
 _GIVEN_AGREES = frozenset({"exact", "nickname", "close", "middle", "swapped"})
 
 
-def _consecutive_twin(levels: dict[str, str], a: Person, b: Person) -> bool:
-    """Born the same day, first names not agreeing, SSNs one apart in the last digit: a twin's number, not a typo
-    of this person's. The SSN still adds to the total; it cannot make up the individual evidence."""
-    return (levels.get("ssn") == "one_digit" and levels.get("birth_date") == "exact"
-            and levels.get("given") not in _GIVEN_AGREES and (a.ssn or "")[:-1] == (b.ssn or "")[:-1])
+def shared_ssns(people: Iterable[Person]) -> frozenset[str]:
+    """SSNs that more than one of these Patients carries: a household's, where dependents carry the subscriber's."""
+    counts = Counter(person.ssn for person in people if person.ssn and len(person.ssn) > 4)
+    return frozenset(ssn for ssn, carriers in counts.items() if carriers > 1)
+
+
+def _ssn_tells_nobody_apart(levels: dict[str, str], a: Person, b: Person, shared: frozenset[str]) -> bool:
+    """An SSN that agrees (or nearly) yet cannot tell this person from another in the household: one several of the
+    payer's Patients carry, or, between people born the same day whose first names do not agree, one off in its
+    last digit (twins were often given consecutive numbers; a twin's number, not a typo of this person's). It still
+    adds to the total; it cannot make up the individual evidence."""
+    if levels.get("ssn") not in ("agree", "one_digit", "last_four"):
+        return False
+    return b.ssn in shared or (levels["ssn"] == "one_digit" and levels.get("birth_date") == "exact"
+                               and levels.get("given") not in _GIVEN_AGREES
+                               and (a.ssn or "")[:-1] == (b.ssn or "")[:-1])
 
 
 def _swapped(a: Person, b: Person) -> bool:
@@ -160,7 +174,8 @@ class Scorer:
             return "initial" if a.given[:1] == b.given[:1] else "disagree"
         return "similar" if similarity >= 0.85 else "disagree"
 
-    def score(self, request: Person, candidate: Person) -> Score:
+    def score(self, request: Person, candidate: Person, shared: frozenset[str] = frozenset()) -> Score:
+        """`shared`: SSNs several of this payer's Patients carry (`shared_ssns` of the candidates)."""
         levels: dict[str, str] = {}
         if request.birth_date and candidate.birth_date:
             levels["birth_date"] = _birth_date_level(request.birth_date, candidate.birth_date)
@@ -185,9 +200,9 @@ class Scorer:
         total = sum(weight for _, weight in contributions.values())
         # Without a first name to compare, birth date and gender are what twins share: only an SSN tells them apart.
         individual_fields = INDIVIDUAL_FIELDS if "given" in levels else ("ssn",)
+        if _ssn_tells_nobody_apart(levels, request, candidate, shared):
+            individual_fields = tuple(f for f in individual_fields if f != "ssn")
         individual = sum(contributions[f][1] for f in individual_fields if f in contributions)
-        if _consecutive_twin(levels, request, candidate):
-            individual -= contributions["ssn"][1]
         return Score(total, individual, contributions)
 
 

@@ -13,7 +13,7 @@ from sidecar.matching.candidates import birth_date_searches
 from sidecar.matching.consent import ConsentTerms, evaluate
 from sidecar.matching.operation import BadRequest, member_identifier, parse
 from sidecar.matching.person import fold, member_id, person_of
-from sidecar.matching.scoring import DEFAULT_WEIGHTS, Scorer, decide, load_nicknames, load_weights
+from sidecar.matching.scoring import DEFAULT_WEIGHTS, Scorer, decide, load_nicknames, load_weights, shared_ssns
 from sidecar.store.db import Store
 
 SCORER = Scorer(DEFAULT_WEIGHTS, load_nicknames())
@@ -268,6 +268,18 @@ def test_a_twin_whose_ssn_is_one_after_the_requested_twins_is_not_matched():
         score = SCORER.score(request, covered)
         assert score.contributions["ssn"][0] == "one_digit"
         assert decide([("liam", score)], *BARS).outcome == "not-found", given
+
+
+def test_twins_who_both_carry_the_subscribers_ssn_are_told_apart_only_by_their_own_evidence():
+    ssn = [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123-45-6789"}]
+    subscriber = person(["David"], "Chen", "1960-02-03", "male", card="500", identifier=ssn, at_payer=True)
+    twin = person(["Liam"], "Chen", "2005-05-05", "male", card="500", identifier=ssn, at_payer=True)
+    request = person(["Noah"], "Chen", "2005-05-05", "male", card="500", identifier=ssn)
+    shared = shared_ssns([subscriber, twin])
+    assert shared == {"123456789"}
+    assert SCORER.score(request, twin).individual >= BARS[2], "alone, the SSN would make up the difference"
+    assert decide([("david", SCORER.score(request, subscriber, shared)),
+                   ("liam", SCORER.score(request, twin, shared))], *BARS).outcome == "not-found"
 
 
 def test_a_dependent_carrying_the_subscribers_ssn_is_not_the_subscriber():

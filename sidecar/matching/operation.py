@@ -28,7 +28,7 @@ from sidecar.matching import throttle
 from sidecar.matching.candidates import CandidateSource, raw_card_ids
 from sidecar.matching.consent import ConsentTerms, evaluate
 from sidecar.matching.person import Person, person_of
-from sidecar.matching.scoring import Score, Scorer, Verdict, decide, shared_ssns
+from sidecar.matching.scoring import Score, Scorer, Verdict, decide
 from sidecar.proxy.upstream import Upstream, UpstreamError
 from sidecar.store.db import Store
 from sidecar.store.grants import Grant, add_grant
@@ -259,10 +259,9 @@ class MemberMatch:
         coverages: dict[str, list[dict]] = {pid: [] for pid in patients}
 
         def score_all() -> dict[str, Score]:
-            people = {pid: person_of(patient, coverages[pid], True) for pid, patient in patients.items()}
             # The SSN search brings every Patient carrying the request's SSN, so a shared one is seen as shared.
-            shared = shared_ssns(people.values())
-            return {pid: self.scorer.score(person, candidate, shared) for pid, candidate in people.items()}
+            return self.scorer.score_candidates(person, {pid: person_of(patient, coverages[pid], True)
+                                                         for pid, patient in patients.items()})
 
         scores = await loop.run_in_executor(None, score_all)
         if person.member_ids:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -174,8 +174,13 @@ class Scorer:
             return "initial" if a.given[:1] == b.given[:1] else "disagree"
         return "similar" if similarity >= 0.85 else "disagree"
 
+    def score_candidates(self, request: Person, candidates: Mapping[str, Person]) -> dict[str, Score]:
+        """Each candidate's score, an SSN that several of them carry counting as a household's (`shared_ssns`)."""
+        shared = shared_ssns(candidates.values())
+        return {key: self.score(request, candidate, shared) for key, candidate in candidates.items()}
+
     def score(self, request: Person, candidate: Person, shared: frozenset[str] = frozenset()) -> Score:
-        """`shared`: SSNs several of this payer's Patients carry (`shared_ssns` of the candidates)."""
+        """`shared`: SSNs several of this payer's Patients carry (`score_candidates` works them out)."""
         levels: dict[str, str] = {}
         if request.birth_date and candidate.birth_date:
             levels["birth_date"] = _birth_date_level(request.birth_date, candidate.birth_date)

@@ -52,7 +52,7 @@ def ssn_values(ssn: str | None) -> list[str]:
 
 
 def card_values(request: Person, raw_ids: list[str]) -> list[str]:
-    values = {v for v in raw_ids if v} | set(request.member_ids)
+    values = {v for v in raw_ids if v} | set(request.card_ids)
     return sorted(values)
 
 

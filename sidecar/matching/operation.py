@@ -209,7 +209,7 @@ class MemberMatch:
         if isinstance(terms, str):
             return Resolution("consent", reason=terms)
         person = person_of(match_request.patient, [match_request.coverage], False)
-        card = "|".join(sorted(person.member_ids))
+        card = "|".join(sorted(person.card_ids))
         client_id = caller.client.client_id
         too_many = await self.store.run(throttle.refusal, self.store, self.limits, client_id,
                                         person.demographics_key, card)
@@ -264,8 +264,8 @@ class MemberMatch:
                                                          for pid, patient in patients.items()})
 
         scores = await loop.run_in_executor(None, score_all)
-        if person.member_ids:
-            agree = self.scorer.weights["member_id"]["agree"]
+        if person.card_ids:
+            agree = max(self.scorer.weights["member_id"][level] for level in ("agree", "subscriber"))
             floor = self.settings.match_threshold - self.settings.match_margin
             worth = sorted(pid for pid, score in scores.items()
                            if score.total - score.contributions.get("member_id", ("", 0.0))[1] + agree >= floor)

@@ -54,7 +54,13 @@ class Person:
     address: str | None             # first line of the first address, folded
     city: str | None
     ssn: str | None                 # digits as sent: nine, or only the last four
-    member_ids: frozenset[str]      # card identifiers: member ids, subscriber ids, coverage identifiers
+    member_ids: frozenset[str]      # the person's own member numbers (Coverage.identifier; at this payer also
+                                    # the Patient's identifiers)
+    subscriber_ids: frozenset[str]  # Coverage.subscriberId: the subscription's, on every dependent's card too
+
+    @property
+    def card_ids(self) -> frozenset[str]:
+        return self.member_ids | self.subscriber_ids
 
     @property
     def family_tokens(self) -> frozenset[str]:
@@ -91,14 +97,13 @@ def _ssn(identifiers: list) -> str | None:
     return None
 
 
-def _card_ids(coverages: list[dict]) -> set[str]:
-    ids = set()
-    for coverage in coverages:
-        for value in [coverage.get("subscriberId"), *[i.get("value") for i in coverage.get("identifier") or ()
-                                                      if isinstance(i, dict)]]:
-            if member_id(value):
-                ids.add(member_id(value))
-    return ids
+def _member_numbers(coverages: list[dict]) -> set[str]:
+    return {member_id(i.get("value")) for coverage in coverages for i in coverage.get("identifier") or ()
+            if isinstance(i, dict) and member_id(i.get("value"))}
+
+
+def _subscriber_ids(coverages: list[dict]) -> frozenset[str]:
+    return frozenset(member_id(c.get("subscriberId")) for c in coverages if member_id(c.get("subscriberId")))
 
 
 def person_of(patient: dict, coverages: list[dict], patient_ids_are_card_ids: bool) -> Person:
@@ -107,7 +112,7 @@ def person_of(patient: dict, coverages: list[dict], patient_ids_are_card_ids: bo
     given, middle, family = _names(patient)
     identifiers = [i for i in patient.get("identifier") or () if isinstance(i, dict)]
     ssn = _ssn(identifiers)
-    ids = _card_ids(coverages)
+    ids = _member_numbers(coverages)
     if patient_ids_are_card_ids:
         ids |= {member_id(i.get("value")) for i in identifiers if member_id(i.get("value"))
                 and _NOT_DIGITS.sub("", i.get("value") or "") != ssn}
@@ -119,4 +124,5 @@ def person_of(patient: dict, coverages: list[dict], patient_ids_are_card_ids: bo
                        if isinstance(t, dict) and t.get("system") == "phone" and len(_NOT_DIGITS.sub("", t.get("value") or "")) >= 10)
     return Person(given, middle, family, parse_birth_date(patient.get("birthDate")),
                   GENDERS.get(str(patient.get("gender", "")).lower()), postal, phones,
-                  fold(lines[0]) if lines else None, fold(first.get("city")) or None, ssn, frozenset(ids))
+                  fold(lines[0]) if lines else None, fold(first.get("city")) or None, ssn, frozenset(ids),
+                  _subscriber_ids(coverages))

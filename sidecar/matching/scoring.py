@@ -1,7 +1,7 @@
 """Fellegi–Sunter scoring: each field's agreement level adds its weight (a log2 likelihood ratio), and a match is
 declared only when the best candidate clears the threshold, beats the runner-up by the margin, and the evidence
-that tells one member of a household from another (first name, birth date, gender, SSN) is worth the individual
-minimum on its own.
+that tells one member of a household from another (first name, birth date, gender, SSN, the member's own number)
+is worth the individual minimum on its own.
 
 The default weights (`DEFAULT_WEIGHTS`, overridable field by field from a JSON file) are roughly the log2
 likelihood ratios of agreement levels measured on FEBRL4, bent to the product's stance where household data breaks
@@ -10,10 +10,17 @@ the independence that Fellegi–Sunter assumes:
 - a different first name weighs heavily against (twins, siblings), and so does a different birth date;
 - a card number or a shared SSN (dependents often carry the subscriber's) never carries a match alone, and an SSN
   that several of the payer's Patients carry is no individual evidence at all;
-- with no first name to compare, only an SSN counts as individual evidence (birth date and gender are a twin's too);
+- a member number this payer gave one person (a Patient identifier or `Coverage.identifier` that is not also the
+  subscription's id) is individual evidence; a subscriber id is the household's, on every dependent's card;
+- when both the first name and the birth date disagree, no number (SSN, member number) makes up the individual
+  evidence: names and birth dates are what the new payer knows of its own member, while numbers are copied from
+  cards and papers, often the subscriber's;
+- with no first name to compare, only numbers (SSN, member number) count as individual evidence (birth date and
+  gender are a twin's too);
 - an SSN one off in its last digit is no individual evidence between people born the same day whose first names
   do not agree: twins were often given consecutive numbers;
-- a changed surname costs little, so strong other evidence carries it.
+- a changed surname costs little, so strong other evidence carries it, and a name typed in the other name's place
+  (given for family, family for given, or both) agrees there.
 """
 from __future__ import annotations
 
@@ -40,11 +47,11 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "ssn": {"agree": 16.0, "one_digit": 10.0, "last_four": 8.0, "disagree": -6.0},
     "address": {"street": 9.0, "locality": 5.0, "disagree": -2.0},
     "phone": {"agree": 8.0, "disagree": -1.0},
-    "member_id": {"agree": 10.0, "disagree": -2.0},
+    "member_id": {"agree": 10.0, "subscriber": 10.0, "disagree": -2.0},
 }
-# What tells one person from another in the same household. Family name, address, phone and card are shared by
-# spouses, children and twins, so however much they add, a match also needs these to agree on their own.
-INDIVIDUAL_FIELDS = ("birth_date", "given", "gender", "ssn")
+# What tells one person from another in the same household. Family name, address, phone and the subscriber id are
+# shared by spouses, children and twins, so however much they add, a match also needs these to agree on their own.
+DEMOGRAPHIC_FIELDS = ("birth_date", "given", "gender")
 
 
 def load_nicknames(path: Path = NICKNAMES_FILE) -> dict[str, frozenset[str]]:
@@ -88,10 +95,7 @@ def _birth_date_level(a: date, b: date) -> str:
         return "one_day"
     if a.year == b.year and a.month == b.day and a.day == b.month:
         return "transposed"
-    left, right = a.isoformat(), b.isoformat()
-    if sum(x != y for x, y in zip(left, right)) == 1:
-        return "one_digit"
-    return "disagree"
+    return "one_digit" if _one_typo(a.strftime("%Y%m%d"), b.strftime("%Y%m%d")) else "disagree"
 
 
 def _family_level(a: Person, b: Person) -> str:
@@ -116,19 +120,24 @@ def _address_level(a: Person, b: Person) -> str | None:
     return "locality" if any(locality) else "disagree"
 
 
+def _one_typo(a: str, b: str) -> bool:
+    """One digit mistyped, or two neighbours swapped."""
+    if len(a) != len(b):
+        return False
+    differ = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    return len(differ) == 1 or (len(differ) == 2 and differ[1] == differ[0] + 1
+                                and a[differ[0]] == b[differ[1]] and a[differ[1]] == b[differ[0]])
+
+
 def _ssn_level(a: str, b: str) -> str:
     if a == b:
         return "agree"
     if min(len(a), len(b)) == 4:
         return "last_four" if a[-4:] == b[-4:] else "disagree"
-    if len(a) == len(b):
-        differ = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
-        if len(differ) == 1 or (len(differ) == 2 and differ[1] == differ[0] + 1
-                                and a[differ[0]] == b[differ[1]] and a[differ[1]] == b[differ[0]]):
-            return "one_digit"  # one digit mistyped, or two neighbours swapped
-    return "disagree"
+    return "one_digit" if _one_typo(a, b) else "disagree"
 
 
+_NAMES_DIFFER = ("similar", "disagree")
 # Given-name levels that say "the same first name".
 _GIVEN_AGREES = frozenset({"exact", "nickname", "close", "middle", "swapped"})
 
@@ -151,8 +160,44 @@ def _ssn_tells_nobody_apart(levels: dict[str, str], a: Person, b: Person, shared
                                and (a.ssn or "")[:-1] == (b.ssn or "")[:-1])
 
 
-def _swapped(a: Person, b: Person) -> bool:
-    return a.given in b.family_tokens and b.given in a.family_tokens
+def _names_alike(names: Iterable[str], others: Iterable[str]) -> bool:
+    """One of `names` is one of `others` as typed, or nearly (a typo, a space put in or left out)."""
+    squeezed = [n.replace(" ", "") for n in others if len(n) > 2]
+    return any(JaroWinkler.similarity(name.replace(" ", ""), other) >= 0.92
+               for name in names if len(name) > 2 for other in squeezed)
+
+
+def _given_forms(person: Person) -> tuple[str, ...]:
+    """The first given name, and all of them run together (`thred gold` was one name with a space typed in)."""
+    return person.given, person.given + "".join(person.middle)
+
+
+def _family_forms(person: Person) -> tuple[str, ...]:
+    return (*person.family, *person.family_tokens)
+
+
+def _card_level(request: Person, candidate: Person) -> str:
+    """`agree`: the request's member number is this person's own (one this payer issued to them alone);
+    `subscriber`: some other card number agrees, the subscription's, which a spouse's or child's card shows too. A
+    member number that is also the subscription's id (a subscriber's, often) cannot tell the subscriber from a
+    dependent whose new payer copied it from the card, so it agrees only as the subscription's."""
+    if request.member_ids & (candidate.member_ids - candidate.subscriber_ids):
+        return "agree"
+    return "subscriber" if request.card_ids & candidate.card_ids else "disagree"
+
+
+def _individual_fields(levels: dict[str, str], request: Person, candidate: Person,
+                       shared: frozenset[str]) -> list[str]:
+    """The fields whose weights make up the individual evidence."""
+    # Without a first name to compare, birth date and gender are what twins share: only numbers tell them apart.
+    fields = list(DEMOGRAPHIC_FIELDS) if "given" in levels else []
+    if levels.get("given") == "disagree" and levels.get("birth_date") == "disagree":
+        return fields  # someone else, whatever numbers were copied onto their record
+    if not _ssn_tells_nobody_apart(levels, request, candidate, shared):
+        fields.append("ssn")
+    if levels.get("member_id") == "agree":
+        fields.append("member_id")
+    return fields
 
 
 class Scorer:
@@ -188,9 +233,13 @@ class Scorer:
             levels["family"] = _family_level(request, candidate)
         if request.given and candidate.given:
             levels["given"] = self._given_level(request, candidate)
-            if _swapped(request, candidate) and levels.get("family") in ("similar", "disagree") \
-                    and levels["given"] in ("similar", "disagree"):
-                levels["family"] = levels["given"] = "swapped"  # given and family names in each other's place
+            # A name typed in the other name's place (one or both) agrees there; the other is still compared.
+            if levels.get("family") in _NAMES_DIFFER and \
+                    _names_alike(_given_forms(request), _family_forms(candidate)):
+                levels["family"] = "swapped"
+            if levels["given"] in _NAMES_DIFFER and request.family and \
+                    _names_alike(_family_forms(request), _given_forms(candidate)):
+                levels["given"] = "swapped"
         if request.gender and candidate.gender:
             levels["gender"] = "agree" if request.gender == candidate.gender else "disagree"
         if request.phones and candidate.phones:
@@ -199,15 +248,12 @@ class Scorer:
             levels["address"] = address
         if request.ssn and candidate.ssn:
             levels["ssn"] = _ssn_level(request.ssn, candidate.ssn)
-        if request.member_ids and candidate.member_ids:
-            levels["member_id"] = "agree" if request.member_ids & candidate.member_ids else "disagree"
+        if request.card_ids and candidate.card_ids:
+            levels["member_id"] = _card_level(request, candidate)
         contributions = {field: (level, self.weights[field][level]) for field, level in levels.items()}
         total = sum(weight for _, weight in contributions.values())
-        # Without a first name to compare, birth date and gender are what twins share: only an SSN tells them apart.
-        individual_fields = INDIVIDUAL_FIELDS if "given" in levels else ("ssn",)
-        if _ssn_tells_nobody_apart(levels, request, candidate, shared):
-            individual_fields = tuple(f for f in individual_fields if f != "ssn")
-        individual = sum(contributions[f][1] for f in individual_fields if f in contributions)
+        individual = sum(contributions[f][1] for f in _individual_fields(levels, request, candidate, shared)
+                         if f in contributions)
         return Score(total, individual, contributions)
 
 

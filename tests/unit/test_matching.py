@@ -22,12 +22,13 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 PAYER = frozenset({"http://hl7.org/fhir/sid/us-npi|1234567893"})
 
 
-def person(given, family, birth="1980-04-12", gender=None, card=None, at_payer=False, **extra):
+def person(given, family, birth="1980-04-12", gender=None, card=None, at_payer=False, number=None, **extra):
+    """`card`: the Coverage's subscriber id; `number`: its identifier, the member's own number."""
     patient = {"resourceType": "Patient", "name": [{"family": family, "given": given}], "birthDate": birth, **extra}
     if gender:
         patient["gender"] = gender
-    coverages = [{"subscriberId": card}] if card else []
-    return person_of(patient, coverages, at_payer)
+    coverage = {**({"subscriberId": card} if card else {}), **({"identifier": [{"value": number}]} if number else {})}
+    return person_of(patient, [coverage] if coverage else [], at_payer)
 
 
 def level(field, request, candidate):
@@ -51,7 +52,7 @@ def test_suffixes_are_not_part_of_the_name():
 
 @pytest.mark.parametrize("request_date, level_expected", [
     ("1980-04-12", "exact"), ("1980-04-13", "one_day"), ("1980-12-04", "transposed"), ("1986-04-12", "one_digit"),
-    ("1975-01-30", "disagree"),
+    ("1980-04-21", "one_digit"), ("1975-01-30", "disagree"),
 ])
 def test_birth_date_levels(request_date, level_expected):
     assert level("birth_date", person(["A"], "B", request_date), person(["A"], "B")) == level_expected
@@ -214,6 +215,19 @@ def test_given_and_family_names_in_each_others_place_still_agree():
     assert decide([("a", score)], *BARS).outcome == "match"
 
 
+def test_a_name_typed_in_the_other_names_place_agrees_there_and_the_other_is_still_compared():
+    score = SCORER.score(person(["Lodge"], "Adele"), person(["Gillian"], "Lodge", at_payer=True))
+    assert (score.contributions["family"][0], score.contributions["given"][0]) == ("swapped", "disagree")
+    spaced = SCORER.score(person(["Thred Gold"], "Hayden"), person(["Hayden"], "Thredgold", at_payer=True))
+    assert spaced.contributions["given"][0] == spaced.contributions["family"][0] == "swapped"
+
+
+def test_a_sibling_whose_names_are_swapped_is_still_a_sibling():
+    score = SCORER.score(person(["Chen"], "Noah", "2005-05-05"), person(["Liam"], "Chen", "2005-05-05", at_payer=True))
+    assert (score.contributions["family"][0], score.contributions["given"][0]) == ("swapped", "disagree")
+    assert score.individual < BARS[2]
+
+
 def test_an_unknown_resource_type_inside_a_parameter_is_a_bad_request():
     contained = {"resourceType": "Parameters", "parameter": [
         {"name": "MemberPatient", "resource": {"resourceType": "Patient", "name": [{"family": "B"}],
@@ -280,6 +294,44 @@ def test_twins_who_both_carry_the_subscribers_ssn_are_told_apart_only_by_their_o
     assert SCORER.score(request, twin).individual >= BARS[2], "alone, the SSN would make up the difference"
     assert decide([("david", SCORER.score(request, subscriber, shared)),
                    ("liam", SCORER.score(request, twin, shared))], *BARS).outcome == "not-found"
+
+
+def test_only_the_members_own_number_tells_them_from_their_household():
+    lily = person(["Lily"], "Chen", "1998-07-09", card="500", number="500-03", at_payer=True)
+    own = SCORER.score(person(["Lily"], "Chen", "1998-07-09", number="500 03"), lily)
+    assert own.contributions["member_id"][0] == "agree"
+    assert own.individual == SCORER.score(person(["Lily"], "Chen", "1998-07-09"), lily).individual + \
+        DEFAULT_WEIGHTS["member_id"]["agree"]
+    household = SCORER.score(person(["Lily"], "Chen", "1998-07-09", card="500"), lily)
+    assert household.contributions["member_id"][0] == "subscriber"
+    assert household.individual == SCORER.score(person(["Lily"], "Chen", "1998-07-09"), lily).individual
+
+
+def test_a_member_number_that_is_also_the_subscriber_id_agrees_only_as_the_subscriptions():
+    david = person(["David"], "Chen", "1960-02-03", card="500", number="500", at_payer=True)
+    child = SCORER.score(person(["Lily"], "Chen", "1998-07-09", number="500"), david)
+    assert child.contributions["member_id"][0] == "subscriber"
+    assert decide([("david", child)], *BARS).outcome == "not-found"
+
+
+def test_the_members_own_number_carries_a_mistyped_birth_date():
+    home = [{"line": ["12 Elm Street"], "city": "Dayton", "postalCode": "45402"}]
+    lily = person(["Lily"], "Chen", "1998-07-09", card="500", number="500-03", address=home, at_payer=True)
+    slip = person(["Lily"], "Chen", "1989-02-17", number="500-03", address=home)
+    assert decide([("lily", SCORER.score(slip, lily))], *BARS).outcome == "match"
+    slip_alone = person(["Lily"], "Chen", "1989-02-17", address=home)
+    assert decide([("lily", SCORER.score(slip_alone, lily))], *BARS).outcome == "not-found"
+
+
+def test_numbers_do_not_make_someone_with_another_first_name_and_birth_date_the_member():
+    ssn = [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123456789"}]
+    home = [{"line": ["12 Elm Street"], "city": "Dayton", "postalCode": "45402"}]
+    david = person(["David"], "Chen", "1960-02-03", card="500", number="500-01", address=home, identifier=ssn,
+                   at_payer=True)
+    child = SCORER.score(person(["Sophia"], "Chen", "2008-11-12", number="500-01", address=home, identifier=ssn),
+                         david)
+    assert child.total >= BARS[0], "SSN, member number, surname and address agree"
+    assert decide([("david", child)], *BARS).outcome == "not-found"
 
 
 def test_a_dependent_carrying_the_subscribers_ssn_is_not_the_subscriber():

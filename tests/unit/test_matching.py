@@ -323,6 +323,14 @@ def test_the_members_own_number_carries_a_mistyped_birth_date():
     assert decide([("lily", SCORER.score(slip_alone, lily))], *BARS).outcome == "not-found"
 
 
+def test_a_twin_carrying_the_other_twins_member_number_is_not_that_twin():
+    home = [{"line": ["12 Elm Street"], "city": "Dayton", "postalCode": "45402"}]
+    liam = person(["Liam"], "Chen", "2005-05-05", "male", card="500", number="500-04", address=home, at_payer=True)
+    noah = SCORER.score(person(["Noah"], "Chen", "2005-05-05", "male", number="500-04", address=home), liam)
+    assert noah.contributions["member_id"][0] == "agree"
+    assert decide([("liam", noah)], *BARS).outcome == "not-found"
+
+
 def test_numbers_do_not_make_someone_with_another_first_name_and_birth_date_the_member():
     ssn = [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123456789"}]
     home = [{"line": ["12 Elm Street"], "city": "Dayton", "postalCode": "45402"}]

@@ -130,11 +130,16 @@ def consent(organization: str, policy: str = "regular", start: date | None = Non
                                               "code": "disclose"}]}]}}
 
 
-def parameters(member: dict, card: str | None = None, consent_resource: dict | None = None) -> dict:
+def parameters(member: dict, card: str | None = None, consent_resource: dict | None = None,
+               number: str | None = None) -> dict:
+    """`card`: the subscriber id on the member's old card; `number`: their own member number on it."""
     coverage = {"resourceType": "Coverage", "id": "9", "status": "active", "beneficiary": {"reference": "Patient/1"},
                 "payor": [{"identifier": {"system": NPI, "value": THIS_PAYER.split("|")[1]}}]}
     if card:
         coverage["subscriberId"] = card
+    if number:
+        coverage["identifier"] = [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                                        "code": "MB"}]}, "value": number}]
     params = [{"name": "MemberPatient", "resource": member}, {"name": "CoverageToMatch", "resource": coverage}]
     if consent_resource:
         params.append({"name": "Consent", "resource": consent_resource})
@@ -209,6 +214,28 @@ async def test_uncertain_requests_are_refused_without_saying_why(anonymous, side
     assert status == 422
     assert answer["issue"][0]["code"] == code
     assert roster.run not in json.dumps(answer) and "Chen" not in json.dumps(answer)
+
+
+async def test_the_members_own_number_carries_a_mistyped_birth_date_the_subscriber_id_does_not(anonymous, sidecar,
+                                                                                               roster, matcher):
+    _, headers = matcher
+    mistyped = patient(["Lily"], "Chen", roster.base + timedelta(days=9999))
+    status, answer = await member_match(anonymous, sidecar, headers,
+                                        parameters(mistyped, number=f"{roster.run}-chen_lily"))
+    assert status == 200, answer
+    assert matched_id(answer) == roster.ids["chen_lily"]
+    status, _ = await member_match(anonymous, sidecar, headers, parameters(mistyped, roster.card("chen_lily")))
+    assert status == 422
+
+
+async def test_a_twin_this_payer_does_not_cover_carrying_her_brothers_member_number_is_refused(anonymous, sidecar,
+                                                                                               roster, matcher):
+    _, headers = matcher
+    mia = patient(["Mia"], "Chen", roster.birth_date("chen_liam"), "female")
+    status, answer = await member_match(anonymous, sidecar, headers,
+                                        parameters(mia, roster.card("chen_liam"), number=f"{roster.run}-chen_liam"))
+    assert status == 422
+    assert answer["issue"][0]["code"] == "not-found"
 
 
 async def test_a_request_without_a_birth_date_matches_on_name_and_ssn(anonymous, sidecar, roster, matcher):

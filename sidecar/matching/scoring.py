@@ -11,8 +11,9 @@ the independence that Fellegi–Sunter assumes:
 - a card number or a shared SSN (dependents often carry the subscriber's) never carries a match alone, and an SSN
   that several of the payer's Patients carry is no individual evidence at all;
 - a member number this payer gave one person (a Patient identifier or `Coverage.identifier` that is not also the
-  subscription's id) is individual evidence unless the first names disagree (then it is a sibling's card, and a
-  twin agrees on everything else); a subscriber id is the household's, on every dependent's card;
+  subscription's id) is individual evidence where neither the first name nor the birth date disagrees (otherwise
+  it is a relative's card: a twin's agrees on everything else, a Jr's on the name); a subscriber id is the
+  household's, on every dependent's card;
 - when both the first name and the birth date disagree, no number (SSN, member number) makes up the individual
   evidence: names and birth dates are what the new payer knows of its own member, while numbers are copied from
   cards and papers, often the subscriber's;
@@ -196,8 +197,8 @@ def _individual_fields(levels: dict[str, str], request: Person, candidate: Perso
         return fields  # someone else, whatever numbers were copied onto their record
     if not _ssn_tells_nobody_apart(levels, request, candidate, shared):
         fields.append("ssn")
-    if levels.get("member_id") == "agree" and levels.get("given") != "disagree":
-        fields.append("member_id")  # under another first name, a sibling's card: a twin shares all the rest
+    if levels.get("member_id") == "agree" and "disagree" not in (levels.get("given"), levels.get("birth_date")):
+        fields.append("member_id")  # otherwise a relative's card: a twin's agrees on all the rest, a Jr's on the name
     return fields
 
 

@@ -216,16 +216,17 @@ async def test_uncertain_requests_are_refused_without_saying_why(anonymous, side
     assert roster.run not in json.dumps(answer) and "Chen" not in json.dumps(answer)
 
 
-async def test_the_members_own_number_carries_a_mistyped_birth_date_the_subscriber_id_does_not(anonymous, sidecar,
-                                                                                               roster, matcher):
+async def test_the_members_own_number_stands_in_for_a_missing_first_name_the_subscriber_id_does_not(
+        anonymous, sidecar, roster, matcher):
     _, headers = matcher
-    mistyped = patient(["Lily"], "Chen", roster.base + timedelta(days=9999))
+    unnamed = {"resourceType": "Patient", "id": "1", "name": [{"family": "Chen"}],
+               "birthDate": roster.birth_date("chen_liam").isoformat()}
     status, answer = await member_match(anonymous, sidecar, headers,
-                                        parameters(mistyped, number=f"{roster.run}-chen_lily"))
+                                        parameters(unnamed, number=f"{roster.run}-chen_liam"))
     assert status == 200, answer
-    assert matched_id(answer) == roster.ids["chen_lily"]
-    status, _ = await member_match(anonymous, sidecar, headers, parameters(mistyped, roster.card("chen_lily")))
-    assert status == 422
+    assert matched_id(answer) == roster.ids["chen_liam"]
+    status, _ = await member_match(anonymous, sidecar, headers, parameters(unnamed, roster.card("chen_liam")))
+    assert status == 422, "Noah, his twin, shares the subscriber id"
 
 
 async def test_a_twin_this_payer_does_not_cover_carrying_her_brothers_member_number_is_refused(anonymous, sidecar,

@@ -314,13 +314,21 @@ def test_a_member_number_that_is_also_the_subscriber_id_agrees_only_as_the_subsc
     assert decide([("david", child)], *BARS).outcome == "not-found"
 
 
-def test_the_members_own_number_carries_a_mistyped_birth_date():
+def test_the_members_own_number_stands_in_for_a_missing_first_name():
+    lily = person(["Lily"], "Chen", "1998-07-09", card="500", number="500-03", at_payer=True)
+    assert decide([("lily", SCORER.score(person([], "Chen", "1998-07-09", number="500-03"), lily))],
+                  *BARS).outcome == "match"
+    assert decide([("lily", SCORER.score(person([], "Chen", "1998-07-09", card="500"), lily))],
+                  *BARS).outcome == "not-found", "the subscriber id is a twin's too"
+
+
+def test_a_son_carrying_his_fathers_member_number_is_not_his_father():
     home = [{"line": ["12 Elm Street"], "city": "Dayton", "postalCode": "45402"}]
-    lily = person(["Lily"], "Chen", "1998-07-09", card="500", number="500-03", address=home, at_payer=True)
-    slip = person(["Lily"], "Chen", "1989-02-17", number="500-03", address=home)
-    assert decide([("lily", SCORER.score(slip, lily))], *BARS).outcome == "match"
-    slip_alone = person(["Lily"], "Chen", "1989-02-17", address=home)
-    assert decide([("lily", SCORER.score(slip_alone, lily))], *BARS).outcome == "not-found"
+    father = person(["John"], "Smith", "1970-03-04", "male", card="500", number="500-01", address=home,
+                    at_payer=True)
+    son = SCORER.score(person(["John"], "Smith", "1998-01-02", "male", number="500-01", address=home), father)
+    assert son.contributions["member_id"][0] == "agree"
+    assert decide([("father", son)], *BARS).outcome == "not-found"
 
 
 def test_a_twin_carrying_the_other_twins_member_number_is_not_that_twin():

@@ -56,7 +56,7 @@ from sidecar.client.smart import ClientKey, request_token
 from sidecar.config import Settings
 from sidecar.devstack import SidecarProcess, obtain_hapi
 from sidecar.matching.person import person_of
-from sidecar.matching.scoring import Score, Scorer, load_nicknames, load_weights
+from sidecar.matching.scoring import GIVEN_AGREES, Score, Scorer, load_nicknames, load_weights
 from sidecar.store.clients import add_client
 from sidecar.store.db import Store
 
@@ -341,6 +341,27 @@ def bar_reason(score: Score, settings: Settings) -> str:
     return "true pair below the threshold"
 
 
+# Birth-date levels a typo explains.
+BIRTH_DATE_SLIPS = frozenset({"exact", "one_day", "transposed", "one_digit"})
+
+
+def looks_like(score: Score) -> str:
+    """What a missed true pair looks like to a matcher that must keep a household apart (issue 5 names twins,
+    Jr/Sr and dependents sharing the subscriber's card): the kinds of request the product refuses by design."""
+    levels = {field: level for field, (level, _) in score.contributions.items()}
+    given, birth = levels.get("given"), levels.get("birth_date")
+    numbers = levels.get("ssn") == "agree" or levels.get("member_id") == "agree"
+    if given is None:
+        return "no first name (twins alike)"
+    if given not in GIVEN_AGREES and birth in ("exact", "one_day") and levels.get("ssn") != "agree":
+        return "another first name, same birth date (twins)"
+    if given in GIVEN_AGREES and birth not in BIRTH_DATE_SLIPS and levels.get("ssn") != "agree":
+        return "same first name, another or no birth date (Jr and Sr)"
+    if given not in GIVEN_AGREES and birth == "disagree" and numbers:
+        return "another first name and birth date, only numbers agree (a dependent with the subscriber's)"
+    return "other"
+
+
 def show(record: Record) -> str:
     keys = ("given_name", "surname", "date_of_birth", "street_number", "address_1", "suburb", "postcode", "soc_sec_id")
     return " | ".join(record.get(k, "-") for k in keys)
@@ -362,6 +383,12 @@ def print_examples(result: PassResult, links: dict[str, str], a: dict[str, Recor
             reason += ", " + bar_reason(score, Settings())
         reasons[reason] = reasons.get(reason, 0) + 1
     print(f"  misses by answer: {dict(sorted(reasons.items()))}")
+    looks: dict[str, int] = {}
+    for b_id in missed:
+        look = "no name at all (400)" if not answerable(b[b_id]) else looks_like(pair_score(
+            scorer, b[b_id], a[links[b_id]], links[b_id], links[b_id] if result.with_cards else None))
+        looks[look] = looks.get(look, 0) + 1
+    print(f"  misses by what the pair looks like: {dict(sorted(looks.items(), key=lambda item: -item[1]))}")
     unexplained = [m for m in missed if answerable(b[m]) and clears_bar(
         pair_score(scorer, b[m], a[links[m]], links[m], links[m] if result.with_cards else None), Settings())]
     for b_id in (unexplained + [m for m in missed if answerable(b[m]) and m not in unexplained])[:limit]:

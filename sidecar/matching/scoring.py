@@ -141,7 +141,7 @@ def _ssn_level(a: str, b: str) -> str:
 
 _NAMES_DIFFER = ("similar", "disagree")
 # Given-name levels that say "the same first name".
-_GIVEN_AGREES = frozenset({"exact", "nickname", "close", "middle", "swapped"})
+GIVEN_AGREES = frozenset({"exact", "nickname", "close", "middle", "swapped"})
 
 
 def shared_ssns(people: Iterable[Person]) -> frozenset[str]:
@@ -158,7 +158,7 @@ def _ssn_tells_nobody_apart(levels: dict[str, str], a: Person, b: Person, shared
     if levels.get("ssn") not in ("agree", "one_digit", "last_four"):
         return False
     return b.ssn in shared or (levels["ssn"] == "one_digit" and levels.get("birth_date") == "exact"
-                               and levels.get("given") not in _GIVEN_AGREES
+                               and levels.get("given") not in GIVEN_AGREES
                                and (a.ssn or "")[:-1] == (b.ssn or "")[:-1])
 
 

@@ -28,19 +28,20 @@ CARDS = {  # what the request's CoverageToMatch carries
     "the subscriber's member number": {"identifier": [{"value": f"{CARD}-01"}]},
 }
 SUBSCRIBER_SSN = "123456789"
-FAMILY = {  # given, birth date, gender, own SSN
-    "father": ("John", "1970-03-04", "male", SUBSCRIBER_SSN),
-    "mother": ("Mary", "1972-07-09", "female", "987654321"),
-    "junior": ("John", "1998-01-02", "male", "321654987"),
-    "twin-emma": ("Emma", "2005-05-05", "female", "555001234"),
-    "twin-olivia": ("Olivia", "2005-05-05", "female", "555001235"),
-    "twin-liam": ("Liam", "2005-05-05", "male", "555001236"),
-    "daughter": ("Sophia", "2008-11-12", "female", "444556666"),
+RELATIONSHIP_SYSTEM = "http://terminology.hl7.org/CodeSystem/subscriber-relationship"
+FAMILY = {  # given, birth date, gender, own SSN, relationship to the subscriber
+    "father": ("John", "1970-03-04", "male", SUBSCRIBER_SSN, "self"),
+    "mother": ("Mary", "1972-07-09", "female", "987654321", "spouse"),
+    "junior": ("John", "1998-01-02", "male", "321654987", "child"),
+    "twin-emma": ("Emma", "2005-05-05", "female", "555001234", "child"),
+    "twin-olivia": ("Olivia", "2005-05-05", "female", "555001235", "child"),
+    "twin-liam": ("Liam", "2005-05-05", "male", "555001236", "child"),
+    "daughter": ("Sophia", "2008-11-12", "female", "444556666", "child"),
 }
 
 
 def patient(member: str, ssn: str | None, gender: bool) -> dict:
-    given, birth_date, sex, _ = FAMILY[member]
+    given, birth_date, sex, _, _ = FAMILY[member]
     resource = {"resourceType": "Patient", "name": [{"family": "Smith", "given": [given]}], "birthDate": birth_date,
                 "address": [HOME]}
     if gender:
@@ -50,10 +51,16 @@ def patient(member: str, ssn: str | None, gender: bool) -> dict:
     return resource
 
 
+def coverage(number: int, relationship: str) -> dict:
+    """A member's Coverage at this payer: the subscription's id, their own member number, how they are covered."""
+    return {"subscriberId": CARD, "identifier": [{"value": f"{CARD}-{number:02d}"}],
+            "relationship": {"coding": [{"system": RELATIONSHIP_SYSTEM, "code": relationship}]}}
+
+
 def roster(dependents_carry_subscriber_ssn: bool) -> dict[str, Person]:
     return {member: person_of(patient(member, SUBSCRIBER_SSN if dependents_carry_subscriber_ssn else own, True),
-                              [{"subscriberId": CARD, "identifier": [{"value": f"{CARD}-{n:02d}"}]}], True)
-            for n, (member, (_, _, _, own)) in enumerate(FAMILY.items(), start=1)}
+                              [coverage(n, relationship)], True)
+            for n, (member, (_, _, _, own, relationship)) in enumerate(FAMILY.items(), start=1)}
 
 
 def requests(member: str) -> Iterator[tuple[str, Person]]:

@@ -28,7 +28,7 @@ from sidecar.matching import throttle
 from sidecar.matching.candidates import CandidateSource, raw_card_ids
 from sidecar.matching.consent import ConsentTerms, evaluate
 from sidecar.matching.person import Person, person_of
-from sidecar.matching.scoring import Score, Scorer, Verdict, decide
+from sidecar.matching.scoring import SSN_AGREES, Score, Scorer, Verdict, decide
 from sidecar.proxy.upstream import Upstream, UpstreamError
 from sidecar.store.db import Store
 from sidecar.store.grants import Grant, add_grant
@@ -253,8 +253,10 @@ class MemberMatch:
         return verdict, patients, coverages
 
     async def _verdict(self, person: Person, patients: dict[str, dict]) -> tuple[Verdict, dict[str, list[dict]]]:
-        """Score on the Patients alone, then fetch Coverages (subscriber ids) only for the candidates a card
-        agreement could lift to where they would change the decision: to within the margin of the threshold."""
+        """Score on the Patients alone, then fetch Coverages only for the candidates they could change the decision
+        for, those within the margin of the threshold: with a card in the request, its agreement (subscriber ids,
+        member numbers) could lift them there; without, an agreeing SSN counts only if it is not on a dependent's
+        record (Coverage.relationship)."""
         loop = asyncio.get_running_loop()
         coverages: dict[str, list[dict]] = {pid: [] for pid in patients}
 
@@ -263,15 +265,19 @@ class MemberMatch:
             return self.scorer.score_candidates(person, {pid: person_of(patient, coverages[pid], True)
                                                          for pid, patient in patients.items()})
 
+        card = max(self.scorer.weights["member_id"][level] for level in ("agree", "subscriber"))
+        floor = self.settings.match_threshold - self.settings.match_margin
+
+        def coverages_matter(score: Score) -> bool:
+            if person.card_ids:
+                return score.total - score.contributions.get("member_id", ("", 0.0))[1] + card >= floor
+            return score.contributions.get("ssn", ("", 0.0))[0] in SSN_AGREES and score.total >= floor
+
         scores = await loop.run_in_executor(None, score_all)
-        if person.card_ids:
-            agree = max(self.scorer.weights["member_id"][level] for level in ("agree", "subscriber"))
-            floor = self.settings.match_threshold - self.settings.match_margin
-            worth = sorted(pid for pid, score in scores.items()
-                           if score.total - score.contributions.get("member_id", ("", 0.0))[1] + agree >= floor)
-            if worth:
-                coverages.update(await self.candidates.coverages(worth))
-                scores = await loop.run_in_executor(None, score_all)
+        worth = sorted(pid for pid, score in scores.items() if coverages_matter(score))
+        if worth:
+            coverages.update(await self.candidates.coverages(worth))
+            scores = await loop.run_in_executor(None, score_all)
         verdict = decide(list(scores.items()), self.settings.match_threshold, self.settings.match_margin,
                          self.settings.match_individual_minimum)
         return verdict, coverages

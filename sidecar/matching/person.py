@@ -57,6 +57,7 @@ class Person:
     member_ids: frozenset[str]      # the person's own member numbers (Coverage.identifier; at this payer also
                                     # the Patient's identifiers)
     subscriber_ids: frozenset[str]  # Coverage.subscriberId: the subscription's, on every dependent's card too
+    dependent: bool                 # at this payer: covered as someone's spouse, child… (Coverage.relationship)
 
     @property
     def card_ids(self) -> frozenset[str]:
@@ -102,6 +103,13 @@ def _member_numbers(coverages: list[dict]) -> set[str]:
             if isinstance(i, dict) and member_id(i.get("value"))}
 
 
+def _dependent(coverages: list[dict]) -> bool:
+    """Covered under someone else's subscription: a Coverage whose relationship is not `self`."""
+    return any(isinstance(c.get("relationship"), dict) and {
+        coding.get("code") for coding in c["relationship"].get("coding") or () if isinstance(coding, dict)} - {"self"}
+        for c in coverages)
+
+
 def _subscriber_ids(coverages: list[dict]) -> frozenset[str]:
     return frozenset(member_id(c.get("subscriberId")) for c in coverages if member_id(c.get("subscriberId")))
 
@@ -125,4 +133,4 @@ def person_of(patient: dict, coverages: list[dict], patient_ids_are_card_ids: bo
     return Person(given, middle, family, parse_birth_date(patient.get("birthDate")),
                   GENDERS.get(str(patient.get("gender", "")).lower()), postal, phones,
                   fold(lines[0]) if lines else None, fold(first.get("city")) or None, ssn, frozenset(ids),
-                  _subscriber_ids(coverages))
+                  _subscriber_ids(coverages), patient_ids_are_card_ids and _dependent(coverages))

@@ -9,7 +9,7 @@ the independence that Fellegi–Sunter assumes:
 - street, city and postal code are one field, since they agree together for everyone at one address;
 - a different first name weighs heavily against (twins, siblings), and so does a different birth date;
 - a card number or a shared SSN (dependents often carry the subscriber's) never carries a match alone, and an SSN
-  that several of the payer's Patients carry is no individual evidence at all;
+  that several of the payer's Patients carry, or that is on a dependent's record, is no individual evidence at all;
 - a member number this payer gave one person (a Patient identifier or `Coverage.identifier` that is not also the
   subscription's id) is individual evidence where neither the first name nor the birth date disagrees (otherwise
   it is a relative's card: a twin's agrees on everything else, a Jr's on the name); a subscriber id is the
@@ -150,14 +150,18 @@ def shared_ssns(people: Iterable[Person]) -> frozenset[str]:
     return frozenset(ssn for ssn, carriers in counts.items() if carriers > 1)
 
 
+SSN_AGREES = frozenset({"agree", "one_digit", "last_four"})
+
+
 def _ssn_tells_nobody_apart(levels: dict[str, str], a: Person, b: Person, shared: frozenset[str]) -> bool:
     """An SSN that agrees (or nearly) yet cannot tell this person from another in the household: one several of the
-    payer's Patients carry, or, between people born the same day whose first names do not agree, one off in its
-    last digit (twins were often given consecutive numbers; a twin's number, not a typo of this person's). It still
+    payer's Patients carry; one on a dependent's record, which may be the subscriber's even when the subscriber is
+    not covered here; or, between people born the same day whose first names do not agree, one off in its last
+    digit (twins were often given consecutive numbers; a twin's number, not a typo of this person's). It still
     adds to the total; it cannot make up the individual evidence."""
-    if levels.get("ssn") not in ("agree", "one_digit", "last_four"):
+    if levels.get("ssn") not in SSN_AGREES:
         return False
-    return b.ssn in shared or (levels["ssn"] == "one_digit" and levels.get("birth_date") == "exact"
+    return b.ssn in shared or b.dependent or (levels["ssn"] == "one_digit" and levels.get("birth_date") == "exact"
                                and levels.get("given") not in GIVEN_AGREES
                                and (a.ssn or "")[:-1] == (b.ssn or "")[:-1])
 

@@ -89,13 +89,17 @@ def roster(hapi) -> Roster:
         entries.append({"request": {"method": "POST", "url": "Coverage"}, "resource": {
             "resourceType": "Coverage", "status": "active", "subscriberId": f"{run}-{card}",
             "beneficiary": {"reference": urn}, "payor": [{"display": "This Payer"}]}})
-    request = urllib.request.Request(hapi.base_url, method="POST", headers=FHIR_JSON, data=json.dumps(
-        {"resourceType": "Bundle", "type": "transaction", "entry": entries}).encode())
-    with urllib.request.urlopen(request, timeout=120) as response:
-        answer = json.load(response)
-    locations = [e["response"]["location"] for e in answer["entry"]]
+    locations = store(hapi.base_url, entries)
     ids = {key: locations[2 * i].split("/")[1] for i, key in enumerate(ROSTER)}
     return Roster(run, base, ids, ssn)
+
+
+def store(base_url: str, entries: list[dict]) -> list[str]:
+    """Stores the transaction entries straight in HAPI; their locations."""
+    request = urllib.request.Request(base_url, method="POST", headers=FHIR_JSON, data=json.dumps(
+        {"resourceType": "Bundle", "type": "transaction", "entry": entries}).encode())
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return [e["response"]["location"] for e in json.load(response)["entry"]]
 
 
 def patient(given: list[str], family: str, birth: date | str, gender: str | None = None, **extra) -> dict:
@@ -237,6 +241,31 @@ async def test_a_twin_this_payer_does_not_cover_carrying_her_brothers_member_num
                                         parameters(mia, roster.card("chen_liam"), number=f"{roster.run}-chen_liam"))
     assert status == 422
     assert answer["issue"][0]["code"] == "not-found"
+
+
+async def test_an_ssn_a_covered_child_carries_tells_her_from_a_twin_this_payer_does_not_cover(
+        anonymous, sidecar, hapi, roster, matcher):
+    """Ava is covered here as a child, with her father's SSN on her record; her twin Zoe and the father are not."""
+    _, headers = matcher
+    born, ssn = roster.base + timedelta(days=7000), f"{random.randint(100, 665)}{random.randint(100000, 999999)}"
+    urn = f"urn:uuid:{uuid.uuid4()}"
+    locations = store(hapi.base_url, [
+        {"fullUrl": urn, "request": {"method": "POST", "url": "Patient"}, "resource": {
+            "resourceType": "Patient", "identifier": [{"system": SSN, "value": ssn}],
+            "name": [{"family": "Okonkwo", "given": ["Ava"]}], "birthDate": born.isoformat()}},
+        {"request": {"method": "POST", "url": "Coverage"}, "resource": {
+            "resourceType": "Coverage", "status": "active", "subscriberId": f"{roster.run}-900",
+            "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/subscriber-relationship",
+                                         "code": "child"}]},
+            "beneficiary": {"reference": urn}, "payor": [{"display": "This Payer"}]}}])
+    ssn_identifier = [{"system": SSN, "value": ssn}]
+    zoe = patient(["Zoe"], "Okonkwo", born, identifier=ssn_identifier)
+    status, answer = await member_match(anonymous, sidecar, headers, parameters(zoe))
+    assert status == 422 and answer["issue"][0]["code"] == "not-found"
+    ava = patient(["Ava"], "Okonkwo", born, identifier=ssn_identifier)
+    status, answer = await member_match(anonymous, sidecar, headers, parameters(ava))
+    assert status == 200, answer
+    assert matched_id(answer) == locations[0].split("/")[1]
 
 
 async def test_a_request_without_a_birth_date_matches_on_name_and_ssn(anonymous, sidecar, roster, matcher):

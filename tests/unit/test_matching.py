@@ -22,12 +22,15 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 PAYER = frozenset({"http://hl7.org/fhir/sid/us-npi|1234567893"})
 
 
-def person(given, family, birth="1980-04-12", gender=None, card=None, at_payer=False, number=None, **extra):
-    """`card`: the Coverage's subscriber id; `number`: its identifier, the member's own number."""
+def person(given, family, birth="1980-04-12", gender=None, card=None, at_payer=False, number=None, relationship=None,
+           **extra):
+    """`card`: the Coverage's subscriber id; `number`: its identifier, the member's own number; `relationship`: its
+    subscriber-relationship code."""
     patient = {"resourceType": "Patient", "name": [{"family": family, "given": given}], "birthDate": birth, **extra}
     if gender:
         patient["gender"] = gender
-    coverage = {**({"subscriberId": card} if card else {}), **({"identifier": [{"value": number}]} if number else {})}
+    coverage = {**({"subscriberId": card} if card else {}), **({"identifier": [{"value": number}]} if number else {}),
+                **({"relationship": {"coding": [{"code": relationship}]}} if relationship else {})}
     return person_of(patient, [coverage] if coverage else [], at_payer)
 
 
@@ -348,6 +351,17 @@ def test_numbers_do_not_make_someone_with_another_first_name_and_birth_date_the_
                          david)
     assert child.total >= BARS[0], "SSN, member number, surname and address agree"
     assert decide([("david", child)], *BARS).outcome == "not-found"
+
+
+def test_an_ssn_on_a_dependents_record_may_be_the_subscribers_and_tells_no_twin_apart():
+    ssn = [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123-45-6789"}]
+    request = person(["Noah"], "Chen", "2005-05-05", "male", identifier=ssn)
+    as_child = person(["Liam"], "Chen", "2005-05-05", "male", card="500", relationship="child", identifier=ssn,
+                      at_payer=True)
+    assert decide([("liam", SCORER.score(request, as_child))], *BARS).outcome == "not-found"
+    as_subscriber = person(["Liam"], "Chen", "2005-05-05", "male", card="500", relationship="self", identifier=ssn,
+                           at_payer=True)
+    assert SCORER.score(request, as_subscriber).individual >= BARS[2], "a subscriber's SSN is their own"
 
 
 def test_a_dependent_carrying_the_subscribers_ssn_is_not_the_subscriber():

@@ -265,12 +265,12 @@ class MemberMatch:
             return self.scorer.score_candidates(person, {pid: person_of(patient, coverages[pid], True)
                                                          for pid, patient in patients.items()})
 
-        card = max(self.scorer.weights["member_id"][level] for level in ("agree", "subscriber"))
+        card_weight = max(self.scorer.weights["member_id"][level] for level in ("agree", "subscriber"))
         floor = self.settings.match_threshold - self.settings.match_margin
 
         def coverages_matter(score: Score) -> bool:
             if person.card_ids:
-                return score.total - score.contributions.get("member_id", ("", 0.0))[1] + card >= floor
+                return score.total - score.contributions.get("member_id", ("", 0.0))[1] + card_weight >= floor
             return score.contributions.get("ssn", ("", 0.0))[0] in SSN_AGREES and score.total >= floor
 
         scores = await loop.run_in_executor(None, score_all)

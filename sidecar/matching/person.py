@@ -104,10 +104,13 @@ def _member_numbers(coverages: list[dict]) -> set[str]:
 
 
 def _dependent(coverages: list[dict]) -> bool:
-    """Covered under someone else's subscription: a Coverage whose relationship is not `self`."""
-    return any(isinstance(c.get("relationship"), dict) and {
-        coding.get("code") for coding in c["relationship"].get("coding") or () if isinstance(coding, dict)} - {"self"}
-        for c in coverages)
+    """Covered under someone else's subscription: a Coverage whose relationship is coded other than `self`."""
+    for coverage in coverages:
+        relationship = coverage.get("relationship")
+        codings = relationship.get("coding") or () if isinstance(relationship, dict) else ()
+        if {c.get("code") for c in codings if isinstance(c, dict) and isinstance(c.get("code"), str)} - {"self"}:
+            return True
+    return False
 
 
 def _subscriber_ids(coverages: list[dict]) -> frozenset[str]:

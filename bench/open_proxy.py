@@ -10,12 +10,14 @@ import uvloop
 from aiohttp import web
 
 from sidecar.access.caller import CALLER_KEY, Caller
-from sidecar.access.guard import PageOwners
 from sidecar.app import request_context
 from sidecar.auth.scopes import ScopeSet
 from sidecar.config import load_settings
 from sidecar.disclosure.answers import AnswerFilter
-from sidecar.proxy.guarded import GuardedReader
+from sidecar.capability import CapabilityService
+from sidecar.gate.gate import DisclosureGate
+from sidecar.gate.pages import PageLinks
+from sidecar.gate.reader import PartnerReader
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.rewrite import UrlMap
 from sidecar.proxy.upstream import Upstream
@@ -35,8 +37,10 @@ def main() -> None:
     settings = load_settings()
     upstream = Upstream(settings)
     url_map = UrlMap.between(settings.upstream_base, settings.public_fhir_base)
-    proxy = ProxyHandler(upstream, url_map,
-                         GuardedReader(upstream, url_map, PageOwners(), AnswerFilter.configured(settings, upstream.by_ids)))
+    gate = DisclosureGate(AnswerFilter.configured(settings, upstream.by_ids))
+    reader = PartnerReader(upstream, url_map, gate, PageLinks(PageLinks.new_key().encode()),
+                           CapabilityService(settings, upstream, url_map).search_catalog, settings.public_fhir_base)
+    proxy = ProxyHandler(upstream, url_map, reader)
 
     async def lifecycle(app: web.Application):
         await upstream.start()

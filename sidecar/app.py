@@ -9,7 +9,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from sidecar.access.guard import PageOwners
 from sidecar.audit.chain import AuditLog, AuditRecord
 from sidecar.auth.directory import Directory
 from sidecar.auth.discovery import advertise_smart_security, smart_configuration_handler, token_url
@@ -25,15 +24,18 @@ from sidecar.logs import request_id
 from sidecar.disclosure.answers import AnswerFilter
 from sidecar.export.handlers import JobHandlers
 from sidecar.export.runner import JobRunner
+from sidecar.gate.gate import DisclosureGate
+from sidecar.gate.pages import PageLinks
+from sidecar.gate.reader import PartnerReader
 from sidecar.matching.bulk import BulkMemberMatch, advertise_bulk_member_match
 from sidecar.matching.groups import PartnerGroups
 from sidecar.matching.operation import MemberMatch, advertise_member_match
 from sidecar.matching.scoring import Scorer, load_nicknames, load_weights
-from sidecar.proxy.guarded import GuardedReader
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.rewrite import UrlMap
 from sidecar.proxy.upstream import Upstream
 from sidecar.store.db import Store
+from sidecar.store.secrets import shared_secret
 
 log = logging.getLogger("sidecar.access")
 
@@ -90,7 +92,10 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     capability = CapabilityService(settings, upstream, url_map)
     capability.contributors.append(advertise_smart_security)
     disclosure = AnswerFilter.configured(settings, upstream.by_ids)
-    proxy = ProxyHandler(upstream, url_map, GuardedReader(upstream, url_map, PageOwners(), disclosure))
+    links = PageLinks(shared_secret(store, "page-links", PageLinks.new_key).encode())
+    reader = PartnerReader(upstream, url_map, DisclosureGate(disclosure), links, capability.search_catalog,
+                           settings.public_fhir_base)
+    proxy = ProxyHandler(upstream, url_map, reader)
     weights = load_weights(Path(settings.match_weights_file) if settings.match_weights_file else None)
     member_match = MemberMatch(settings, upstream, store, directory, Scorer(weights, load_nicknames()))
     capability.contributors.append(advertise_member_match)

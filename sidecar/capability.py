@@ -16,6 +16,7 @@ from aiohttp import web
 from sidecar import __version__
 from sidecar.config import Settings
 from sidecar.fhir.outcome import FHIR_JSON
+from sidecar.gate.query import SearchCatalog
 from sidecar.proxy.rewrite import UrlMap
 from sidecar.proxy.upstream import Upstream, UpstreamError, classify_client_error
 
@@ -58,6 +59,7 @@ class CapabilityService:
         self.ttl = ttl_seconds
         self.contributors: list[Contributor] = [restrict_to_sidecar_routes, describe_sidecar]
         self._cached: tuple[float, bytes] | None = None
+        self._catalog: tuple[float, SearchCatalog] | None = None
         self._lock = asyncio.Lock()
 
     async def _fetch_upstream(self) -> dict:
@@ -89,6 +91,15 @@ class CapabilityService:
             body = self.url_map.text(orjson.dumps(statement).decode()).encode()
             self._cached = (now, body)
             return body
+
+    async def search_catalog(self) -> SearchCatalog:
+        """HAPI's search parameters per type, for the partner query allow-list (refreshed like the statement)."""
+        now = time.monotonic()
+        if self._catalog and now - self._catalog[0] < self.ttl:
+            return self._catalog[1]
+        catalog = SearchCatalog.from_capability_statement(await self._fetch_upstream())
+        self._catalog = (now, catalog)
+        return catalog
 
     async def handle(self, request: web.Request) -> web.Response:
         try:

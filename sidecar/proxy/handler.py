@@ -1,8 +1,9 @@
 """The reverse proxy: resolve the route, check the caller's scopes, forward to HAPI, send the answer back.
 
 A caller that may read everything (an operator's unrestricted client with `*` read and search scopes) gets HAPI's
-answer streamed through with URLs rewritten. Everyone else goes through `GuardedReader`, which narrows searches to
-the caller's members and checks each resource before it leaves.
+answer streamed through with URLs rewritten (HAPI's server errors become a 502 without HAPI's text). Everyone else
+goes through the gate's `PartnerReader`: allow-listed queries narrowed to the caller's members, every resource
+checked before it leaves, and the sidecar's own paging.
 """
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from sidecar.access.caller import CALLER_KEY, Caller
 from sidecar.auth.middleware import forbidden, note_refusal
 from sidecar.fhir.outcome import outcome_response
 from sidecar.logs import request_id
-from sidecar.proxy.guarded import GuardedReader
+from sidecar.gate.query import QueryRefused
+from sidecar.gate.reader import PartnerReader, refused_query
+from sidecar.fhir.body import BadForm, form_pairs
 from sidecar.proxy.rewrite import URL_HEADERS, UrlMap, is_text_content
 from sidecar.proxy.routes import Refusal, Route, resolve
-from sidecar.proxy.upstream import NOT_FORWARDED_UPSTREAM, NOT_RETURNED, Upstream, classify_client_error
+from sidecar.proxy.upstream import NOT_FORWARDED_UPSTREAM, NOT_RETURNED, Upstream, UpstreamError, classify_client_error
 
 log = logging.getLogger("sidecar.proxy")
 
@@ -35,20 +38,32 @@ def scope_refusal(caller: Caller, route: Route) -> str | None:
     if route.interaction == "page":
         return None if caller.scopes.allows_any_type("s") else "the access token grants no search scope"
     resource_type = route.resource_type or ""
-    if not caller.may_use_type(resource_type):
+    # A Binary leaves only with a released DocumentReference that points to it (the reader checks that).
+    binary_read = resource_type == "Binary" and route.interaction == "read"
+    if not caller.may_use_type(resource_type) and not binary_read:
         return f"{resource_type} is not available to partner clients"
-    permission = "r" if route.interaction == "read" else "s"
+    permission = "s" if route.interaction == "search-type" else "r"
     if not caller.scopes.allows(resource_type, permission):
         verb = "read" if permission == "r" else "search"
         return f"the access token's scopes do not allow {verb} of {resource_type}"
     return None
 
 
+_PAGING_NUMBERS = ("_count", "_offset", "_getpagesoffset")
+
+
+def check_operator_paging(pairs) -> None:
+    """The paging numbers HAPI fails on (a negative `_offset` is its 500) are refused before they reach it."""
+    for name, value in pairs:
+        if name in _PAGING_NUMBERS and (not value.isdigit() or len(value) > 9):
+            raise QueryRefused(name, f"{name} must be a whole number")
+
+
 class ProxyHandler:
-    def __init__(self, upstream: Upstream, url_map: UrlMap, guarded: GuardedReader) -> None:
+    def __init__(self, upstream: Upstream, url_map: UrlMap, reader: PartnerReader) -> None:
         self.upstream = upstream
         self.url_map = url_map
-        self.guarded = guarded
+        self.reader = reader
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         segments = [s for s in request.match_info.get("tail", "").split("/") if s]
@@ -62,9 +77,33 @@ class ProxyHandler:
         refusal = scope_refusal(caller, decision)
         if refusal:
             return forbidden(request, refusal)
-        if caller.needs_body_check and decision.interaction != "capabilities":
-            return await self.guarded.answer(request, caller, decision)
+        try:
+            if caller.needs_body_check and decision.interaction != "capabilities":
+                return await self._gated(request, caller, decision)
+            check_operator_paging(request.query.items())
+        except QueryRefused as error:
+            return refused_query(error)
+        except UpstreamError as error:
+            return error.response()
         return await self.forward(request, decision.upstream_path)
+
+    async def _gated(self, request: web.Request, caller: Caller, route: Route) -> web.Response:
+        resource_type, resource_id = route.resource_type or "", route.resource_id or ""
+        if route.interaction == "read" and resource_type == "Binary":
+            return await self.reader.binary(request, caller, resource_id)
+        if route.interaction == "read":
+            return await self.reader.read(request, caller, resource_type, resource_id)
+        if route.interaction == "everything":
+            return await self.reader.everything(request, caller, resource_id)
+        if route.interaction == "page":
+            return await self.reader.page(request, caller)
+        pairs = list(request.query.items())
+        if request.method == "POST":
+            try:
+                pairs += await form_pairs(request)
+            except BadForm as exc:
+                return outcome_response(400, "invalid", str(exc))
+        return await self.reader.search(request, caller, resource_type, pairs)
 
     async def forward(self, request: web.Request, path: str) -> web.StreamResponse:
         url = URL(self.upstream.base + path + ("?" + request.query_string if request.query_string else ""),
@@ -83,6 +122,12 @@ class ProxyHandler:
             return await self._relay(request, upstream_resp)
 
     async def _relay(self, request: web.Request, upstream_resp: aiohttp.ClientResponse) -> web.StreamResponse:
+        if upstream_resp.status >= 500:
+            # HAPI's server errors describe its insides (exception classes, SQL); the client learns only that it failed.
+            log.warning("upstream server error", extra={"status": upstream_resp.status,
+                                                         "body": (await upstream_resp.content.read(500)).decode(
+                                                             "utf-8", "replace")})
+            return outcome_response(502, "exception", "the FHIR server failed to answer this request")
         content_type = upstream_resp.headers.get("Content-Type", "")
         rewrite = is_text_content(content_type)
         response = web.StreamResponse(status=upstream_resp.status, reason=upstream_resp.reason)

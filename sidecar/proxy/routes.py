@@ -19,7 +19,8 @@ _FHIR_ID = re.compile(r"^(?!\.+$)[A-Za-z0-9\-.]{1,64}$")
 
 @dataclass(frozen=True)
 class Route:
-    """An allowed request. `interaction` follows FHIR's names: read, search-type, capabilities, page.
+    """An allowed request. `interaction` follows FHIR's names: read, search-type, capabilities, page, and
+    `everything` for `Patient/[id]/$everything`.
 
     `upstream_path` is rebuilt from the validated parts, never copied from the client's raw path.
     """
@@ -48,6 +49,12 @@ def resolve(method: str, segments: list[str], query: Mapping[str, str]) -> Route
         return Refusal(403, "forbidden", "history interactions are not available")
     if segments == ["Patient", "$member-match"]:  # served by its own handler, for POST only
         return _not_allowed(method, ("POST",), "Patient/$member-match")
+    if len(segments) == 3 and segments[0] == "Patient" and segments[2] == "$everything":
+        if not _FHIR_ID.match(segments[1]):
+            return Refusal(400, "invalid", f"not a valid resource id: {segments[1][:80]}")
+        if method != "GET":
+            return _not_allowed(method, ("GET",), "Patient/[id]/$everything")
+        return Route("everything", f"/Patient/{segments[1]}/$everything", "Patient", segments[1])
     if any(s.startswith("$") for s in segments):
         return Refusal(403, "forbidden", f"operation {next(s for s in segments if s.startswith('$'))} "
                                          "is not available")

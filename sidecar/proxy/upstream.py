@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import orjson
 from aiohttp import web
+from yarl import URL
 
 from sidecar.config import Settings
 from sidecar.fhir.outcome import outcome_response
+from sidecar.logs import request_id
 
 log = logging.getLogger("sidecar.upstream")
 
@@ -84,6 +86,31 @@ class Upstream:
         if self._session is None:
             raise RuntimeError("upstream session used before app start-up")
         return self._session
+
+    async def fetch_json(self, request: web.Request, method: str, path: str,
+                         params: list[tuple[str, str]]) -> tuple[int, object]:
+        """A client's read or search as the sidecar sends it to HAPI (a POST is a form-encoded `_search`): HAPI's
+        status and parsed JSON (None when the body is not JSON). Transport trouble raises UpstreamError."""
+        headers = self.forwarded_headers(request, request_id.get() or "-")
+        headers["Accept"] = "application/fhir+json"
+        url = URL(self.base + path, encoded=True)
+        data = None
+        if method == "POST":
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            data = urlencode(params)
+        elif params:
+            url = url.with_query(params)
+        try:
+            async with self.session.request(method, url, headers=headers, data=data, allow_redirects=False) as resp:
+                status, body = resp.status, await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            error = classify_client_error(exc)
+            log.warning("upstream request failed", extra={"error": repr(exc), "status": error.status})
+            raise error from exc
+        try:
+            return status, orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return status, None
 
     async def search(self, resource_type: str, params: dict[str, str] | list[tuple[str, str]]) -> list[dict]:
         """The resources of one type a HAPI search finds (first page; the sidecar's own lookups, never relayed)."""

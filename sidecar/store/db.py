@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     created_at REAL NOT NULL,
     retired_at REAL
 );
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS grants (
     id INTEGER PRIMARY KEY,
     organization TEXT NOT NULL,

@@ -5,7 +5,6 @@ import pytest
 
 from sidecar.access.caller import Caller
 from sidecar.access.compartment import member_of, patient_id_of_reference
-from sidecar.access.guard import PageOwners, filter_bundle, page_ids
 from sidecar.auth.scopes import ScopeSet
 from sidecar.store.clients import Client
 
@@ -62,36 +61,3 @@ def test_scopes_limit_types_even_for_granted_members():
     caller = partner({"p1"}, scopes="system/Patient.read")
     assert caller.may_see({"resourceType": "Patient", "id": "p1"})
     assert not caller.may_see(observation("p1"))
-
-
-def test_bundle_filter_drops_other_members_and_the_total_that_would_count_them():
-    bundle = {"resourceType": "Bundle", "type": "searchset", "total": 3, "entry": [
-        {"resource": observation("p1"), "search": {"mode": "match"}},
-        {"resource": observation("p2"), "search": {"mode": "match"}},
-        {"resource": {"resourceType": "OperationOutcome", "issue": []}, "search": {"mode": "outcome"}},
-    ]}
-    filtered = filter_bundle(partner({"p1"}), bundle)
-    assert [e["resource"]["resourceType"] for e in filtered["entry"]] == ["Observation", "OperationOutcome"]
-    assert "total" not in filtered
-
-
-def test_bundle_filter_keeps_total_when_nothing_was_dropped():
-    bundle = {"resourceType": "Bundle", "total": 1, "entry": [{"resource": observation("p1")}]}
-    assert filter_bundle(partner({"p1"}), bundle)["total"] == 1
-
-
-def test_bundle_with_nothing_visible_has_no_entry_element():
-    bundle = {"resourceType": "Bundle", "entry": [{"resource": observation("p2")}]}
-    assert "entry" not in filter_bundle(partner({"p1"}), bundle)
-
-
-def test_page_ids_are_read_from_links_and_owned_by_one_client():
-    bundle = {"link": [{"relation": "self", "url": "https://x/fhir/Observation?patient=1"},
-                       {"relation": "next", "url": "https://x/fhir?_getpages=abc-123&_getpagesoffset=2&_count=2"}]}
-    assert page_ids(bundle) == ["abc-123"]
-    owners = PageOwners(capacity=2)
-    owners.remember("abc-123", "partner")
-    assert owners.owned_by("abc-123", "partner") and not owners.owned_by("abc-123", "other")
-    owners.remember("d", "x")
-    owners.remember("e", "x")
-    assert not owners.owned_by("abc-123", "partner"), "the oldest page is forgotten past capacity"

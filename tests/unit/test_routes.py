@@ -50,7 +50,8 @@ def test_transaction_or_batch_is_403():
     assert isinstance(decision, Refusal) and decision.status == 403
 
 
-@pytest.mark.parametrize("path", ["$graphql", "Patient/$graphql", "Patient/1/$everything", "$export",
+@pytest.mark.parametrize("path", ["$graphql", "Patient/$graphql", "Patient/$everything", "Group/1/$everything",
+                                  "$export",
                                   "Group/1/$export", "$export-poll-status"])
 def test_operations_not_yet_built_are_403(path):
     decision = route("GET", path)
@@ -86,3 +87,13 @@ def test_deeper_paths_are_404():
 def test_member_match_answers_only_post():
     refusal = resolve("GET", ["Patient", "$member-match"], {})
     assert refusal.status == 405 and refusal.allow == ("POST",)
+
+
+def test_patient_everything_is_a_read_of_one_member():
+    decision = route("GET", "Patient/m-1/$everything")
+    assert isinstance(decision, Route) and decision.interaction == "everything" and decision.resource_id == "m-1"
+
+
+def test_patient_everything_takes_get_only():
+    decision = route("POST", "Patient/m-1/$everything")
+    assert isinstance(decision, Refusal) and decision.status == 405

@@ -35,12 +35,29 @@ def test_date_of_service_on_the_boundary_days(onset, expected):
 
 @pytest.mark.parametrize("onset, expected", [
     ("2021-11-23T12:00:00Z", True),        # the very instant five years back
-    ("2021-11-23T11:59:59Z", False),       # one second earlier
-    ("2021-11-23T07:30:00-05:00", True),   # 12:30 UTC
-    ("2021-11-23T06:30:00-05:00", False),  # 11:30 UTC
+    ("2021-11-23T11:59:59Z", True),        # earlier that day: the first day counts whole
+    ("2021-11-23T00:00:00Z", True),        # its first instant
+    ("2021-11-22T23:59:59Z", False),       # the day before
 ])
-def test_date_times_compare_as_instants_whatever_their_offset(onset, expected):
+def test_a_date_time_on_the_first_day_of_the_window_is_inside_at_any_hour(onset, expected):
     assert released(condition(onsetDateTime=onset)) is expected
+
+
+@pytest.mark.parametrize("onset, expected", [
+    ("2021-11-22T20:30:00-05:00", True),   # 01:30 UTC on the 23rd
+    ("2021-11-23T01:30:00+05:00", False),  # 20:30 UTC on the 22nd
+])
+def test_a_date_time_counts_by_its_day_in_the_payers_time_zone_whatever_its_offset(onset, expected):
+    assert released(condition(onsetDateTime=onset)) is expected
+
+
+@pytest.mark.parametrize("onset, expected", [
+    ("2021-11-23T05:00:00Z", True),    # midnight in New York, the window's first day there
+    ("2021-11-23T04:59:59Z", False),   # still 22 November in New York
+    ("2021-11-23T00:30:00-05:00", True),
+])
+def test_the_first_day_starts_at_midnight_in_the_configured_service_date_timezone(onset, expected):
+    assert released(condition(onsetDateTime=onset), NOON, NEW_YORK) is expected
 
 
 def test_a_plain_date_is_a_calendar_day_in_the_payers_time_zone():

@@ -83,6 +83,7 @@ def test_an_authorization_that_expired_long_ago_is_withheld():
 
 @pytest.mark.parametrize("changed, expected", [
     ("2025-11-23", True),             # exactly twelve months
+    ("2025-11-23T08:00:00Z", True),   # the first day, earlier than the time of the request
     ("2025-11-22", False),            # a day more
     ("2025-12-24T09:00:00Z", True),   # eleven months
     ("2025-10-23", False),            # thirteen months

@@ -79,7 +79,38 @@ def test_a_partial_date_counts_by_its_latest_day(onset, expected):
 
 
 def test_any_service_date_inside_the_window_is_enough():
-    assert released(condition(onsetDateTime="2010-01-01", recordedDate="2024-05-01"))
+    assert released(condition(onsetDateTime="2010-01-01", abatementDateTime="2024-05-01"))
+
+
+OLD_SERVICE_RECENT_RECORD = [
+    ({"resourceType": "DocumentReference", "context": {"period": {"start": "2020-06-01", "end": "2020-06-01"}},
+      "date": "2026-11-20T09:00:00Z"}, "context.period.end"),
+    ({"resourceType": "Observation", "effectiveDateTime": "2020-06-01", "issued": "2026-11-20T09:00:00Z"},
+     "effectiveDateTime"),
+    ({"resourceType": "DiagnosticReport", "effectivePeriod": {"start": "2020-05-01", "end": "2020-06-01"},
+      "issued": "2026-11-20T09:00:00Z"}, "effectivePeriod.end"),
+    ({"resourceType": "Condition", "onsetDateTime": "2020-06-01", "recordedDate": "2026-11-20"}, "onsetDateTime"),
+]
+
+
+@pytest.mark.parametrize("resource, service_element", OLD_SERVICE_RECENT_RECORD,
+                         ids=[r["resourceType"] for r, _ in OLD_SERVICE_RECENT_RECORD])
+def test_a_recent_record_keeping_date_does_not_bring_an_old_service_inside(resource, service_element):
+    rules = DisclosureRules(SENSITIVE_DATA, timezone.utc)
+    reason = rules.decide({**resource, "subject": {"reference": "Patient/p1"}},
+                          rules.context(NOON, {"p1": REGULAR})).reason
+    assert reason.rule == "five-year-lookback" and reason.element == service_element
+
+
+@pytest.mark.parametrize("resource_type, element", [
+    ("DocumentReference", "date"), ("Observation", "issued"), ("DiagnosticReport", "issued"),
+    ("Condition", "recordedDate"),
+])
+def test_a_record_keeping_date_stands_in_when_there_is_no_service_date(resource_type, element):
+    def dated(value: str) -> dict:
+        return {"resourceType": resource_type, "subject": {"reference": "Patient/p1"}, element: value}
+    assert released(dated("2026-11-20"))
+    assert not released(dated("2019-01-01"))
 
 
 def test_a_period_counts_by_its_end():

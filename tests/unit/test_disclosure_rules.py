@@ -278,6 +278,45 @@ def test_a_missing_category_file_is_a_configuration_error():
         SensitiveData.load(categories=["sud", "no-such"])
 
 
+@pytest.mark.parametrize("system, code", [
+    ("urn:oid:2.16.840.1.113883.6.90", "F11.20"),     # ICD-10-CM
+    ("urn:oid:2.16.840.1.113883.6.3", "F10.20"),      # ICD-10
+    ("urn:oid:2.16.840.1.113883.6.96", "66590003"),   # SNOMED CT
+    ("urn:oid:2.16.840.1.113883.6.88", "1819"),       # RxNorm
+    ("urn:oid:2.16.840.1.113883.6.12", "99408"),      # CPT
+    ("urn:oid:2.16.840.1.113883.6.285", "H0001"),     # HCPCS Level II
+    ("urn:oid:2.16.840.1.113883.6.14", "H0001"),      # HCPCS
+])
+def test_a_sensitive_code_written_with_its_systems_oid_is_sensitive(system, code):
+    assert decide(condition(code, system=system)).reason.rule == "sensitive-code:sud"
+
+
+def test_a_code_system_written_with_a_trailing_slash_is_the_same_system():
+    assert not decide(condition("F11.20", system="http://hl7.org/fhir/sid/icd-10-cm/")).released
+
+
+def test_a_snomed_code_with_the_edition_in_its_system_is_sensitive():
+    assert not decide(condition("66590003", system="http://snomed.info/sct/731000124108/version/20230301")).released
+
+
+def test_an_unknown_oid_is_not_a_known_system():
+    assert decide(condition("F11.20", system="urn:oid:1.2.3.4")).released
+
+
+def test_a_security_label_written_with_its_systems_oid_counts():
+    labelled = condition("E11.9", meta={"security": [{"system": "urn:oid:2.16.840.1.113883.5.4", "code": "42CFRPart2"}]})
+    assert decide(labelled).reason.rule == "security-label"
+
+
+def test_a_payers_value_set_may_name_a_system_by_its_oid(tmp_path: Path):
+    for source in PACKAGED_DATA.glob("*.json"):
+        (tmp_path / source.name).write_text(source.read_text())
+    (tmp_path / "sud.json").write_text(json.dumps(
+        {"category": "sud", "include": [{"systems": ["urn:oid:2.16.840.1.113883.6.90"], "codes": ["F1120"]}]}))
+    rules = DisclosureRules(SensitiveData.load(tmp_path), timezone.utc)
+    assert decide(condition("F11.20"), rules=rules).reason.rule == "sensitive-code:sud"
+
+
 @pytest.mark.parametrize("code", ["F1020", "F10.20", "f10.20"])
 def test_icd_codes_match_with_or_without_the_dot_and_in_any_case(code):
     assert not decide(condition(code)).released

@@ -245,6 +245,15 @@ def test_a_sensitive_drug_named_only_in_text_is_found():
                                                 "code": "buprenorphine"}
 
 
+@pytest.mark.parametrize("text", ["Suboxone 8 mg-2 mg sublingual film", "ZUBSOLV 5.7/1.4 MG", "Sublocade injection",
+                                  "Vivitrol 380 mg", "Brixadi weekly", "Lucemyra 0.18 mg", "Antabuse 250 mg",
+                                  "Campral DR 333 mg", "Methadose oral concentrate", "Dolophine 10 mg"])
+def test_a_sud_drug_named_only_by_its_brand_is_found_in_any_case(text):
+    request = {"resourceType": "MedicationRequest", "subject": {"reference": "Patient/p1"}, "authoredOn": "2026-01-01",
+               "medicationCodeableConcept": {"coding": [{"system": "urn:local", "code": "7", "display": text}]}}
+    assert decide(request).reason.rule == "sensitive-text:sud"
+
+
 def test_pointing_at_a_sensitive_resource_makes_a_resource_sensitive():
     encounter = {"resourceType": "Encounter", "subject": {"reference": "Patient/p1"}, "period": {"end": "2026-01-01"},
                  "diagnosis": [{"condition": {"reference": "Condition/c9"}}]}
@@ -304,7 +313,8 @@ def test_an_unknown_oid_is_not_a_known_system():
 
 
 def test_a_security_label_written_with_its_systems_oid_counts():
-    labelled = condition("E11.9", meta={"security": [{"system": "urn:oid:2.16.840.1.113883.5.4", "code": "42CFRPart2"}]})
+    labelled = condition("E11.9", meta={"security": [
+        {"system": "urn:oid:2.16.840.1.113883.5.4", "code": "42CFRPart2"}]})
     assert decide(labelled).reason.rule == "security-label"
 
 

@@ -1,6 +1,7 @@
 """Prior authorizations leave when current: pending, in effect now, or with a status change within the window.
 
-A PDex prior authorization is an ExplanationOfBenefit with `use` = `preauthorization` (or the PDex profile). PDex
+A PDex prior authorization is an ExplanationOfBenefit with `use` = `preauthorization`; the PDex profile marks one
+only when `use` is absent, since `use` says what the EOB is (a `predetermination` naming the profile is none). PDex
 names no status-change element; the latest `base-ext-when-adjudicated` date on any adjudication is the change
 date, and `meta.lastUpdated` stands in when there is none (shared/DECISIONS.md 4).
 """
@@ -19,10 +20,12 @@ _PENDING_OUTCOMES = frozenset({"queued", "partial"})
 
 
 def is_prior_authorization(eob: dict) -> bool:
+    use = eob.get("use")
+    if use is not None:
+        return use == "preauthorization"
     meta = eob.get("meta")
     profiles = meta.get("profile") or () if isinstance(meta, dict) else ()
-    return eob.get("use") == "preauthorization" or any(
-        isinstance(p, str) and p.split("|")[0] == PA_PROFILE for p in profiles)
+    return any(isinstance(p, str) and p.split("|")[0] == PA_PROFILE for p in profiles)
 
 
 def is_drug_prior_authorization(eob: dict) -> bool:

@@ -15,6 +15,7 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 DATA = SensitiveData.load()
 RULES = DisclosureRules(DATA, timezone.utc)
 WHEN_ADJUDICATED = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-when-adjudicated"
+PA_PROFILE = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-priorauthorization"
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
@@ -121,7 +122,7 @@ def test_drug_prior_authorizations_are_withheld_unless_enabled():
 def test_the_pdex_profile_marks_a_prior_authorization_too():
     pa = prior_auth(outcome="queued")
     del pa["use"]
-    pa["meta"]["profile"] = ["http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-priorauthorization"]
+    pa["meta"]["profile"] = [PA_PROFILE]
     assert decide(pa).released
 
 
@@ -129,6 +130,19 @@ def test_predeterminations_are_not_payer_to_payer_data():
     eob = prior_auth(outcome="queued")
     eob["use"] = "predetermination"
     assert decide(eob).reason.rule == "not-payer-to-payer-data"
+
+
+def test_use_decides_over_the_pdex_profile():
+    predetermination = prior_auth(outcome="queued", use="predetermination")
+    predetermination["meta"]["profile"] = [PA_PROFILE]
+    assert decide(predetermination).reason.as_dict() == {"rule": "not-payer-to-payer-data", "element": "use",
+                                                         "code": "predetermination"}
+
+
+def test_a_claim_naming_the_pdex_profile_is_a_claim():
+    claim = prior_auth(use="claim", billablePeriod={"start": "2026-01-02", "end": "2026-01-02"})
+    claim["meta"]["profile"] = [PA_PROFILE]
+    assert decide(claim).reason.rule == "non-financial-view"
 
 
 # --- claims ---------------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ DATA = SensitiveData.load()
 RULES = DisclosureRules(DATA, timezone.utc)
 WHEN_ADJUDICATED = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-when-adjudicated"
 PA_PROFILE = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-priorauthorization"
+PDEX = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/"
+PAS = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/"
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
@@ -143,6 +145,68 @@ def test_a_claim_naming_the_pdex_profile_is_a_claim():
     claim = prior_auth(use="claim", billablePeriod={"start": "2026-01-02", "end": "2026-01-02"})
     claim["meta"]["profile"] = [PA_PROFILE]
     assert decide(claim).reason.rule == "non-financial-view"
+
+
+def reviewed(code: str, ig: str = PDEX) -> dict:
+    """An adjudication carrying a review action with an X12 306 code (A1 certified in total, A3 not certified)."""
+    return {"category": {"coding": [{"code": "submitted"}]}, "extension": [{"url": ig + "extension-reviewAction",
+            "extension": [{"url": "number", "valueString": "AUTH0001"},
+                          {"url": ig + "extension-reviewActionCode", "valueCodeableConcept": {"coding": [
+                              {"system": "https://codesystem.x12.org/005010/306", "code": code}]}}]}]}
+
+
+def adjudication(category: str, **extra) -> dict:
+    return {"category": {"coding": [{"code": category}]}, **extra}
+
+
+def items(*adjudications: list[dict]) -> list[dict]:
+    return [{"sequence": n, "adjudication": entries} for n, entries in enumerate(adjudications, 1)]
+
+
+def test_a_prior_authorization_in_error_is_denied_and_never_leaves():
+    assert decide(prior_auth(outcome="error", changed="2026-10-01")).reason.as_dict() == {
+        "rule": "prior-authorization-denied", "element": "outcome", "code": "error"}
+
+
+def test_a_prior_authorization_not_certified_never_leaves_even_while_its_period_runs():
+    denied = prior_auth(outcome="queued", changed="2026-10-01", adjudication=[reviewed("A3")],
+                        preAuthRefPeriod=[{"start": "2026-10-01", "end": "2027-10-01"}])
+    assert decide(denied).reason.as_dict() == {"rule": "prior-authorization-denied",
+                                               "element": "adjudication[0].extension[reviewAction]", "code": "A3"}
+
+
+def test_a_prior_authorization_with_every_item_not_certified_is_denied():
+    denied = prior_auth(changed="2026-10-01", item=items([reviewed("A3", PAS)], [reviewed("A3", PAS)]))
+    assert decide(denied).reason.element == "item[0].adjudication[0].extension[reviewAction]"
+
+
+def test_a_denied_adjudication_category_denies():
+    denied = prior_auth(changed="2026-10-01", item=items([adjudication("denied")]))
+    assert decide(denied).reason.as_dict() == {"rule": "prior-authorization-denied",
+                                               "element": "item[0].adjudication[0].category", "code": "denied"}
+
+
+def test_an_item_given_only_a_denial_reason_is_denied():
+    denied = prior_auth(changed="2026-10-01", item=items([adjudication("denialreason", reason={"coding": [
+        {"system": "https://x12.org/codes/claim-adjustment-reason-codes", "code": "50"}]})]))
+    assert decide(denied).reason.as_dict() == {"rule": "prior-authorization-denied",
+                                               "element": "item[0].adjudication", "code": "denialreason"}
+
+
+def test_a_denial_reason_beside_allowed_units_is_a_partial_approval():
+    partial = prior_auth(changed="2026-10-01", item=items([adjudication("denialreason"),
+                                                           adjudication("allowedunits", value=2)]))
+    assert decide(partial).released
+
+
+def test_a_review_action_outweighs_a_denial_reason():
+    certified = prior_auth(changed="2026-10-01", item=items([reviewed("A1"), adjudication("denialreason")]))
+    assert decide(certified).released
+
+
+def test_a_partly_denied_prior_authorization_leaves():
+    partial = prior_auth(changed="2026-10-01", item=items([reviewed("A1")], [reviewed("A3")]))
+    assert decide(partial).released
 
 
 # --- claims ---------------------------------------------------------------------------------------------------

@@ -3,14 +3,15 @@
 A FHIR date may be partial (`2021`, `2021-11`, `2021-11-23`) or a dateTime with a time and an offset. A partial date
 is compared as a calendar date in the payer's time zone, taking its latest day (a service "in 2021-11" may have been
 on the 30th); a dateTime is an instant. The window starts the same calendar day N years before the request, in
-the payer's time zone (29 February falls back to the 28th), so "exactly five years ago" is inside.
+the payer's time zone (29 February falls back to the 28th), so "exactly five years ago" is inside: a date on that
+day, and a dateTime at any hour of it once converted to the payer's time zone.
 """
 from __future__ import annotations
 
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 
@@ -47,7 +48,7 @@ def months_before(moment: datetime, months: int) -> datetime:
 
 @dataclass(frozen=True)
 class Window:
-    """Everything at or after `start`: an instant, and the calendar day it falls on in the payer's time zone."""
+    """Everything from the first day on, in the payer's time zone: `start` is that day's first instant."""
     start: datetime
     start_day: date
     tz: tzinfo
@@ -58,9 +59,10 @@ class Window:
 
     @classmethod
     def since(cls, start: datetime, tz: tzinfo) -> "Window":
-        local = start.astimezone(tz)
-        day = local.date()
-        return cls(local, day, tz, (day + timedelta(days=2)).isoformat(), (day - timedelta(days=2)).isoformat())
+        """The window from the calendar day `start` falls on: its earlier hours count too, since the rule is by day."""
+        day = start.astimezone(tz).date()
+        return cls(datetime.combine(day, time.min, tz), day, tz, (day + timedelta(days=2)).isoformat(),
+                   (day - timedelta(days=2)).isoformat())
 
     def contains(self, moment: date | datetime) -> bool:
         if isinstance(moment, datetime):

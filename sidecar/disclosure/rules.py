@@ -5,7 +5,8 @@ policies, the request time, and which referenced resources are sensitive (`resol
 an export finds them in its own files). Rules, in order (issue 4, shared/DECISIONS.md 2–5):
 
 1. the type is payer-to-payer data at all, and its member is granted (defense in depth);
-2. prior authorizations: pending, in effect, or changed within 12 months; drug PAs only when enabled;
+2. prior authorizations (`use` decides over the PDex profile): pending, in effect, or changed within 12 months;
+   drug PAs only when enabled; denied ones never;
 3. everything else dated: a date of service within the look-back window (default five years);
 4. under a `#regular` consent, nothing sensitive: labelled, coded, or pointing at something sensitive;
 5. claims leave as the non-financial Basis view.

@@ -2,7 +2,8 @@
 
 The value sets, labels and Part 2 organizations are JSON files (`sidecar/disclosure/data`, replaceable by a payer
 with `sensitive_data_dir`); each category file (sud, hiv, mental-health, reproductive-health...) lists codes and
-code prefixes per code system, and words matched in displays and texts for data coded in other systems.
+code prefixes per code system, and words matched in displays and texts for data coded in other systems. Code
+systems are compared by meaning (`code_systems.py`): `urn:oid:2.16.840.1.113883.6.90` is ICD-10-CM.
 
 Speed matters here: every NDJSON line of an export passes through. So sensitive codes and words are looked for
 with a regular-expression pass over the resource's JSON bytes (in C), and only a hit is confirmed by walking the
@@ -18,6 +19,7 @@ from typing import Iterable, Iterator, NamedTuple
 import orjson
 
 from sidecar.config import ConfigError
+from sidecar.disclosure.code_systems import canonical_system
 
 PACKAGED_DATA = Path(__file__).parent / "data"
 _NOT_CATEGORIES = frozenset({"security-labels", "part2-organizations"})
@@ -148,13 +150,13 @@ class SensitiveData:
             category = document.get("category", path.stem)
             found.add(path.stem)
             for include in document.get("include", []):
-                entries.append((category, frozenset(include["systems"]), include.get("codes", []),
-                                include.get("prefixes", [])))
+                systems = frozenset(map(canonical_system, include["systems"]))
+                entries.append((category, systems, include.get("codes", []), include.get("prefixes", [])))
             for word in document.get("text", []):
                 words[word.lower()] = category
         if wanted is not None and wanted - found:
             raise SensitiveDataError(f"no value-set file for {sorted(wanted - found)} in {folder}")
-        labels = {(system, code) for entry in _read(folder / "security-labels.json").get("labels", [])
+        labels = {(canonical_system(system), code) for entry in _read(folder / "security-labels.json").get("labels", [])
                   for system in entry["systems"] for code in entry["codes"]}
         part2 = {(i.get("system", ""), i["value"])
                  for i in _read(folder / "part2-organizations.json").get("identifiers", [])}
@@ -163,7 +165,9 @@ class SensitiveData:
     def label(self, resource: dict) -> Reason | None:
         meta = resource.get("meta")
         for i, coding in enumerate(meta.get("security") or () if isinstance(meta, dict) else ()):
-            if isinstance(coding, dict) and (coding.get("system"), coding.get("code")) in self._labels:
+            if not isinstance(coding, dict):
+                continue
+            if (canonical_system(coding.get("system")), coding.get("code")) in self._labels:
                 return Reason("security-label", f"meta.security[{i}]", f"{coding.get('system')}|{coding.get('code')}")
         return None
 
@@ -172,6 +176,7 @@ class SensitiveData:
         hits = list(self._exact.get(normal, ()))
         for n in self._prefix_lengths:
             hits += self._prefixes[n].get(normal[:n], ())
+        system = canonical_system(system)
         return next((category for systems, category in hits if system in systems), None)
 
     def coded(self, resource: dict, raw: bytes) -> Reason | None:

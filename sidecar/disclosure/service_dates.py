@@ -2,7 +2,9 @@
 
 PDex names no normative "date of service" per type; the table below follows the US Core date search parameters
 and the PDex claim mappings. A resource is inside the look-back window when any of its service dates is; a Period
-counts by its end, and a Period that has started but not ended is ongoing, so it is current.
+counts by its end, and a Period that has started but not ended is ongoing, so it is current. Record-keeping dates
+(`DocumentReference.date`, `Observation.issued`, `DiagnosticReport.issued`, `Condition.recordedDate`) stand in only
+when the resource has no service date: a 6-year-old visit note indexed today is 6 years old.
 
 `UNDATED_PASS` lists the dated types whose date is often absent in real data (allergies, care teams, goals); those
 pass when they carry no date at all. Any other dated type with no service date is withheld: nothing shows it
@@ -60,6 +62,13 @@ def _combine(*extractors: Extract) -> Extract:
     return extract
 
 
+def _fallback(service: Extract, record_keeping: Extract) -> Extract:
+    """The service dates; only when there are none, the dates that record when the data was written down."""
+    def extract(resource: dict) -> Iterator[tuple[str, object]]:
+        yield from list(service(resource)) or record_keeping(resource)
+    return extract
+
+
 def _claim_dates(resource: dict) -> Iterator[tuple[str, object]]:
     yield from _period("billablePeriod", resource.get("billablePeriod"))
     for item in resource.get("item") or ():
@@ -68,12 +77,10 @@ def _claim_dates(resource: dict) -> Iterator[tuple[str, object]]:
                 yield "item." + element, value
 
 
-def _document_dates(resource: dict) -> Iterator[tuple[str, object]]:
+def _document_period(resource: dict) -> Iterator[tuple[str, object]]:
     context = resource.get("context")
     if isinstance(context, dict):
         yield from _period("context.period", context.get("period"))
-    if resource.get("date") is not None:
-        yield "date", resource["date"]
 
 
 def _goal_dates(resource: dict) -> Iterator[tuple[str, object]]:
@@ -90,16 +97,16 @@ SERVICE_DATES: dict[str, Extract | None] = {
     "AllergyIntolerance": _combine(_plain("recordedDate"), _choice("onset"), _plain("lastOccurrence")),
     "CarePlan": _plain("period"),
     "CareTeam": _plain("period"),
-    "Condition": _combine(_choice("onset", "abatement"), _plain("recordedDate")),
-    "DiagnosticReport": _combine(_choice("effective"), _plain("issued")),
-    "DocumentReference": _document_dates,
+    "Condition": _fallback(_choice("onset", "abatement"), _plain("recordedDate")),
+    "DiagnosticReport": _fallback(_choice("effective"), _plain("issued")),
+    "DocumentReference": _fallback(_document_period, _plain("date")),
     "Encounter": _plain("period"),
     "ExplanationOfBenefit": _claim_dates,
     "Goal": _goal_dates,
     "Immunization": _choice("occurrence"),
     "MedicationDispense": _plain("whenHandedOver", "whenPrepared"),
     "MedicationRequest": _plain("authoredOn"),
-    "Observation": _combine(_choice("effective"), _plain("issued")),
+    "Observation": _fallback(_choice("effective"), _plain("issued")),
     "Procedure": _choice("performed"),
     "QuestionnaireResponse": _plain("authored"),
     "ServiceRequest": _combine(_choice("occurrence"), _plain("authoredOn")),

@@ -35,12 +35,29 @@ def test_date_of_service_on_the_boundary_days(onset, expected):
 
 @pytest.mark.parametrize("onset, expected", [
     ("2021-11-23T12:00:00Z", True),        # the very instant five years back
-    ("2021-11-23T11:59:59Z", False),       # one second earlier
-    ("2021-11-23T07:30:00-05:00", True),   # 12:30 UTC
-    ("2021-11-23T06:30:00-05:00", False),  # 11:30 UTC
+    ("2021-11-23T11:59:59Z", True),        # earlier that day: the first day counts whole
+    ("2021-11-23T00:00:00Z", True),        # its first instant
+    ("2021-11-22T23:59:59Z", False),       # the day before
 ])
-def test_date_times_compare_as_instants_whatever_their_offset(onset, expected):
+def test_a_date_time_on_the_first_day_of_the_window_is_inside_at_any_hour(onset, expected):
     assert released(condition(onsetDateTime=onset)) is expected
+
+
+@pytest.mark.parametrize("onset, expected", [
+    ("2021-11-22T20:30:00-05:00", True),   # 01:30 UTC on the 23rd
+    ("2021-11-23T01:30:00+05:00", False),  # 20:30 UTC on the 22nd
+])
+def test_a_date_time_counts_by_its_day_in_the_payers_time_zone_whatever_its_offset(onset, expected):
+    assert released(condition(onsetDateTime=onset)) is expected
+
+
+@pytest.mark.parametrize("onset, expected", [
+    ("2021-11-23T05:00:00Z", True),    # midnight in New York, the window's first day there
+    ("2021-11-23T04:59:59Z", False),   # still 22 November in New York
+    ("2021-11-23T00:30:00-05:00", True),
+])
+def test_the_first_day_starts_at_midnight_in_the_configured_service_date_timezone(onset, expected):
+    assert released(condition(onsetDateTime=onset), NOON, NEW_YORK) is expected
 
 
 def test_a_plain_date_is_a_calendar_day_in_the_payers_time_zone():
@@ -62,7 +79,38 @@ def test_a_partial_date_counts_by_its_latest_day(onset, expected):
 
 
 def test_any_service_date_inside_the_window_is_enough():
-    assert released(condition(onsetDateTime="2010-01-01", recordedDate="2024-05-01"))
+    assert released(condition(onsetDateTime="2010-01-01", abatementDateTime="2024-05-01"))
+
+
+OLD_SERVICE_RECENT_RECORD = [
+    ({"resourceType": "DocumentReference", "context": {"period": {"start": "2020-06-01", "end": "2020-06-01"}},
+      "date": "2026-11-20T09:00:00Z"}, "context.period.end"),
+    ({"resourceType": "Observation", "effectiveDateTime": "2020-06-01", "issued": "2026-11-20T09:00:00Z"},
+     "effectiveDateTime"),
+    ({"resourceType": "DiagnosticReport", "effectivePeriod": {"start": "2020-05-01", "end": "2020-06-01"},
+      "issued": "2026-11-20T09:00:00Z"}, "effectivePeriod.end"),
+    ({"resourceType": "Condition", "onsetDateTime": "2020-06-01", "recordedDate": "2026-11-20"}, "onsetDateTime"),
+]
+
+
+@pytest.mark.parametrize("resource, service_element", OLD_SERVICE_RECENT_RECORD,
+                         ids=[r["resourceType"] for r, _ in OLD_SERVICE_RECENT_RECORD])
+def test_a_recent_record_keeping_date_does_not_bring_an_old_service_inside(resource, service_element):
+    rules = DisclosureRules(SENSITIVE_DATA, timezone.utc)
+    reason = rules.decide({**resource, "subject": {"reference": "Patient/p1"}},
+                          rules.context(NOON, {"p1": REGULAR})).reason
+    assert reason.rule == "five-year-lookback" and reason.element == service_element
+
+
+@pytest.mark.parametrize("resource_type, element", [
+    ("DocumentReference", "date"), ("Observation", "issued"), ("DiagnosticReport", "issued"),
+    ("Condition", "recordedDate"),
+])
+def test_a_record_keeping_date_stands_in_when_there_is_no_service_date(resource_type, element):
+    def dated(value: str) -> dict:
+        return {"resourceType": resource_type, "subject": {"reference": "Patient/p1"}, element: value}
+    assert released(dated("2026-11-20"))
+    assert not released(dated("2019-01-01"))
 
 
 def test_a_period_counts_by_its_end():

@@ -15,6 +15,9 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 DATA = SensitiveData.load()
 RULES = DisclosureRules(DATA, timezone.utc)
 WHEN_ADJUDICATED = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-when-adjudicated"
+PA_PROFILE = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-priorauthorization"
+PDEX = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/"
+PAS = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/"
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
@@ -83,6 +86,7 @@ def test_an_authorization_that_expired_long_ago_is_withheld():
 
 @pytest.mark.parametrize("changed, expected", [
     ("2025-11-23", True),             # exactly twelve months
+    ("2025-11-23T08:00:00Z", True),   # the first day, earlier than the time of the request
     ("2025-11-22", False),            # a day more
     ("2025-12-24T09:00:00Z", True),   # eleven months
     ("2025-10-23", False),            # thirteen months
@@ -120,7 +124,7 @@ def test_drug_prior_authorizations_are_withheld_unless_enabled():
 def test_the_pdex_profile_marks_a_prior_authorization_too():
     pa = prior_auth(outcome="queued")
     del pa["use"]
-    pa["meta"]["profile"] = ["http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-priorauthorization"]
+    pa["meta"]["profile"] = [PA_PROFILE]
     assert decide(pa).released
 
 
@@ -128,6 +132,81 @@ def test_predeterminations_are_not_payer_to_payer_data():
     eob = prior_auth(outcome="queued")
     eob["use"] = "predetermination"
     assert decide(eob).reason.rule == "not-payer-to-payer-data"
+
+
+def test_use_decides_over_the_pdex_profile():
+    predetermination = prior_auth(outcome="queued", use="predetermination")
+    predetermination["meta"]["profile"] = [PA_PROFILE]
+    assert decide(predetermination).reason.as_dict() == {"rule": "not-payer-to-payer-data", "element": "use",
+                                                         "code": "predetermination"}
+
+
+def test_a_claim_naming_the_pdex_profile_is_a_claim():
+    claim = prior_auth(use="claim", billablePeriod={"start": "2026-01-02", "end": "2026-01-02"})
+    claim["meta"]["profile"] = [PA_PROFILE]
+    assert decide(claim).reason.rule == "non-financial-view"
+
+
+def reviewed(code: str, ig: str = PDEX) -> dict:
+    """An adjudication carrying a review action with an X12 306 code (A1 certified in total, A3 not certified)."""
+    return {"category": {"coding": [{"code": "submitted"}]}, "extension": [{"url": ig + "extension-reviewAction",
+            "extension": [{"url": "number", "valueString": "AUTH0001"},
+                          {"url": ig + "extension-reviewActionCode", "valueCodeableConcept": {"coding": [
+                              {"system": "https://codesystem.x12.org/005010/306", "code": code}]}}]}]}
+
+
+def adjudication(category: str, **extra) -> dict:
+    return {"category": {"coding": [{"code": category}]}, **extra}
+
+
+def items(*adjudications: list[dict]) -> list[dict]:
+    return [{"sequence": n, "adjudication": entries} for n, entries in enumerate(adjudications, 1)]
+
+
+def test_a_prior_authorization_in_error_is_denied_and_never_leaves():
+    assert decide(prior_auth(outcome="error", changed="2026-10-01")).reason.as_dict() == {
+        "rule": "prior-authorization-denied", "element": "outcome", "code": "error"}
+
+
+def test_a_prior_authorization_not_certified_never_leaves_even_while_its_period_runs():
+    denied = prior_auth(outcome="queued", changed="2026-10-01", adjudication=[reviewed("A3")],
+                        preAuthRefPeriod=[{"start": "2026-10-01", "end": "2027-10-01"}])
+    assert decide(denied).reason.as_dict() == {"rule": "prior-authorization-denied",
+                                               "element": "adjudication[0].extension[reviewAction]", "code": "A3"}
+
+
+def test_a_prior_authorization_with_every_item_not_certified_is_denied():
+    denied = prior_auth(changed="2026-10-01", item=items([reviewed("A3", PAS)], [reviewed("A3", PAS)]))
+    assert decide(denied).reason.element == "item[0].adjudication[0].extension[reviewAction]"
+
+
+def test_a_denied_adjudication_category_denies():
+    denied = prior_auth(changed="2026-10-01", item=items([adjudication("denied")]))
+    assert decide(denied).reason.as_dict() == {"rule": "prior-authorization-denied",
+                                               "element": "item[0].adjudication[0].category", "code": "denied"}
+
+
+def test_an_item_given_only_a_denial_reason_is_denied():
+    denied = prior_auth(changed="2026-10-01", item=items([adjudication("denialreason", reason={"coding": [
+        {"system": "https://x12.org/codes/claim-adjustment-reason-codes", "code": "50"}]})]))
+    assert decide(denied).reason.as_dict() == {"rule": "prior-authorization-denied",
+                                               "element": "item[0].adjudication", "code": "denialreason"}
+
+
+def test_a_denial_reason_beside_allowed_units_is_a_partial_approval():
+    partial = prior_auth(changed="2026-10-01", item=items([adjudication("denialreason"),
+                                                           adjudication("allowedunits", value=2)]))
+    assert decide(partial).released
+
+
+def test_a_review_action_outweighs_a_denial_reason():
+    certified = prior_auth(changed="2026-10-01", item=items([reviewed("A1"), adjudication("denialreason")]))
+    assert decide(certified).released
+
+
+def test_a_partly_denied_prior_authorization_leaves():
+    partial = prior_auth(changed="2026-10-01", item=items([reviewed("A1")], [reviewed("A3")]))
+    assert decide(partial).released
 
 
 # --- claims ---------------------------------------------------------------------------------------------------
@@ -244,6 +323,15 @@ def test_a_sensitive_drug_named_only_in_text_is_found():
                                                 "code": "buprenorphine"}
 
 
+@pytest.mark.parametrize("text", ["Suboxone 8 mg-2 mg sublingual film", "ZUBSOLV 5.7/1.4 MG", "Sublocade injection",
+                                  "Vivitrol 380 mg", "Brixadi weekly", "Lucemyra 0.18 mg", "Antabuse 250 mg",
+                                  "Campral DR 333 mg", "Methadose oral concentrate", "Dolophine 10 mg"])
+def test_a_sud_drug_named_only_by_its_brand_is_found_in_any_case(text):
+    request = {"resourceType": "MedicationRequest", "subject": {"reference": "Patient/p1"}, "authoredOn": "2026-01-01",
+               "medicationCodeableConcept": {"coding": [{"system": "urn:local", "code": "7", "display": text}]}}
+    assert decide(request).reason.rule == "sensitive-text:sud"
+
+
 def test_pointing_at_a_sensitive_resource_makes_a_resource_sensitive():
     encounter = {"resourceType": "Encounter", "subject": {"reference": "Patient/p1"}, "period": {"end": "2026-01-01"},
                  "diagnosis": [{"condition": {"reference": "Condition/c9"}}]}
@@ -275,6 +363,46 @@ def test_only_the_chosen_categories_count():
 def test_a_missing_category_file_is_a_configuration_error():
     with pytest.raises(SensitiveDataError, match="no-such"):
         SensitiveData.load(categories=["sud", "no-such"])
+
+
+@pytest.mark.parametrize("system, code", [
+    ("urn:oid:2.16.840.1.113883.6.90", "F11.20"),     # ICD-10-CM
+    ("urn:oid:2.16.840.1.113883.6.3", "F10.20"),      # ICD-10
+    ("urn:oid:2.16.840.1.113883.6.96", "66590003"),   # SNOMED CT
+    ("urn:oid:2.16.840.1.113883.6.88", "1819"),       # RxNorm
+    ("urn:oid:2.16.840.1.113883.6.12", "99408"),      # CPT
+    ("urn:oid:2.16.840.1.113883.6.285", "H0001"),     # HCPCS Level II
+    ("urn:oid:2.16.840.1.113883.6.14", "H0001"),      # HCPCS
+])
+def test_a_sensitive_code_written_with_its_systems_oid_is_sensitive(system, code):
+    assert decide(condition(code, system=system)).reason.rule == "sensitive-code:sud"
+
+
+def test_a_code_system_written_with_a_trailing_slash_is_the_same_system():
+    assert not decide(condition("F11.20", system="http://hl7.org/fhir/sid/icd-10-cm/")).released
+
+
+def test_a_snomed_code_with_the_edition_in_its_system_is_sensitive():
+    assert not decide(condition("66590003", system="http://snomed.info/sct/731000124108/version/20230301")).released
+
+
+def test_an_unknown_oid_is_not_a_known_system():
+    assert decide(condition("F11.20", system="urn:oid:1.2.3.4")).released
+
+
+def test_a_security_label_written_with_its_systems_oid_counts():
+    labelled = condition("E11.9", meta={"security": [
+        {"system": "urn:oid:2.16.840.1.113883.5.4", "code": "42CFRPart2"}]})
+    assert decide(labelled).reason.rule == "security-label"
+
+
+def test_a_payers_value_set_may_name_a_system_by_its_oid(tmp_path: Path):
+    for source in PACKAGED_DATA.glob("*.json"):
+        (tmp_path / source.name).write_text(source.read_text())
+    (tmp_path / "sud.json").write_text(json.dumps(
+        {"category": "sud", "include": [{"systems": ["urn:oid:2.16.840.1.113883.6.90"], "codes": ["F1120"]}]}))
+    rules = DisclosureRules(SensitiveData.load(tmp_path), timezone.utc)
+    assert decide(condition("F11.20"), rules=rules).reason.rule == "sensitive-code:sud"
 
 
 @pytest.mark.parametrize("code", ["F1020", "F10.20", "f10.20"])

@@ -159,6 +159,7 @@ class JobRunner:
         errors: list[bytes] = [outcome_line("information", "informational", f"_since was raised to {params.since}, "
                                             "the start of the look-back period")] if params.since_raised else []
         # A partner's `_type` may name reference types: not member data, so left out of HAPI's job, but added below.
+        # A job resumed from before reference data was exported has none.
         pointed_to = PointedTo(job.params.get("reference_types", []))
         errors += [outcome_line("warning", "not-supported", f"{t} is not exported to this client; left out")
                    for t in params.left_out_types if t not in pointed_to.types]

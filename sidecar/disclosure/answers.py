@@ -32,6 +32,8 @@ class Outcome:
     """Per input resource: what leaves, or None."""
     withheld: list[dict] = field(default_factory=list)
     transformed: int = 0
+    pointed_to: dict[str, str] = field(default_factory=dict)
+    """`Type/id` that released data points to → the most permissive consent policy of that data's members."""
 
 
 def _targets(provenance: dict) -> list[str]:
@@ -70,17 +72,20 @@ class AnswerFilter:
             found += await self.fetch(resource_type, sorted(set(ids)))
         return found
 
-    async def filter(self, members: Mapping[str, str], items: list[tuple[dict, str]], now: datetime) -> Outcome:
+    async def filter(self, members: Mapping[str, str], items: list[tuple[dict, str]], now: datetime,
+                     pointed_elsewhere: Mapping[str, str] | None = None) -> Outcome:
+        """`pointed_elsewhere`: what released data outside this answer points to (an export's member files), with
+        its policy; included reference data it names is judged as if that data were in the answer."""
         resources = [resource for resource, _ in items]
         present = {ref for ref in map(reference_of, resources) if ref}
         context_only = await self._missing_targets(resources, present)
         everything = resources + context_only
         raws = [orjson.dumps(resource) for resource in everything]
         ctx = self.rules.context(now, members, await self.resolver.sensitive_refs(everything, raws))
-        outcome = Outcome([None] * len(items))
+        outcome = Outcome([None] * len(items), pointed_to=dict(pointed_elsewhere or {}))
 
         released_policy: dict[str, str] = {}   # ref of released member data → its member's policy
-        pointed_to: dict[str, str] = {}        # ref pointed to by released data → most permissive policy
+        pointed_to = outcome.pointed_to
 
         def point(raw: bytes, policy: str) -> None:
             for ref in references_of(references_in(raw)):

@@ -19,6 +19,7 @@ from sidecar.auth.middleware import forbidden, note_audit, note_refusal
 from sidecar.config import Settings
 from sidecar.disclosure.dates import utc_now
 from sidecar.disclosure.service_dates import DISCLOSED_MEMBER_TYPES
+from sidecar.export.references import exported_reference_types
 from sidecar.export.request import BadExport, parse_export, pairs_of_parameters
 from sidecar.export.runner import JobRunner
 from sidecar.fhir.body import BodyTooLarge, read_limited
@@ -131,7 +132,8 @@ class JobHandlers:
             request_url += "?" + request.query_string
         job = await self.store.run(jobs.create_job, self.store, jobs.EXPORT, caller.client.client_id,
                                    caller.client.organization, request_url,
-                                   {"export": params.as_dict(), "unrestricted": not caller.is_partner})
+                                   {"export": params.as_dict(), "unrestricted": not caller.is_partner,
+                                    "reference_types": exported_reference_types(pairs, caller.scopes)})
         self.runner.submit(job)
         note_audit(request, job=job.id, export=params.as_dict())
         return accepted(self.settings, job)

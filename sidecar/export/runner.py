@@ -4,8 +4,10 @@
 An export is a fresh HAPI job (Group or Patient `$export`). When it completes, each HAPI output file is streamed
 through the disclosure filter, in batches, into the sidecar's own file; the members are those the client may see
 at that moment (Group members with a live grant, so a revocation since the match counts), and only then is the
-job complete. A restart resumes live jobs: the HAPI job is polled again (or started, if it never was) and the
-filtering starts over. HAPI failing fails the job with a 5xx; a cancelled job stops and its files go.
+job complete. Reference data the released member data points to (`sidecar.export.references`) is then fetched
+from HAPI by id, judged as an `_include` would be, and written one file per type. A restart resumes live jobs: the
+HAPI job is polled again (or started, if it never was) and the filtering starts over. HAPI failing fails the job
+with a 5xx; a cancelled job stops and its files go.
 """
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ from typing import Awaitable, Callable
 import orjson
 
 from sidecar.config import Settings
-from sidecar.disclosure.answers import MATCH, AnswerFilter
+from sidecar.disclosure.answers import INCLUDE, MATCH, AnswerFilter
 from sidecar.disclosure.dates import parse_fhir_moment, utc_now
 from sidecar.export.hapi_export import HapiExport
+from sidecar.export.references import PointedTo
 from sidecar.export.request import ExportParams
 from sidecar.proxy.upstream import Upstream, UpstreamError
 from sidecar.store import jobs
@@ -155,17 +158,23 @@ class JobRunner:
         files: list[JobFile] = []
         errors: list[bytes] = [outcome_line("information", "informational", f"_since was raised to {params.since}, "
                                             "the start of the look-back period")] if params.since_raised else []
+        # A partner's `_type` may name reference types: not member data, so left out of HAPI's job, but added below.
+        # A job resumed from before reference data was exported has none.
+        pointed_to = PointedTo(job.params.get("reference_types", []))
         errors += [outcome_line("warning", "not-supported", f"{t} is not exported to this client; left out")
-                   for t in params.left_out_types]
+                   for t in params.left_out_types if t not in pointed_to.types]
         unknown = [p for p in params.patients if members is not None and p.split("/")[1] not in members]
         errors += [outcome_line("warning", "not-found", f"{p} is not a member of this export") for p in unknown]
         until = parse_fhir_moment(params.until, self.settings.timezone) if params.until else None
         for item in manifest.get("output") or ():
             if not isinstance(item, dict) or not isinstance(item.get("url"), str):
                 continue
-            written = await self._filter_file(job, directory, item["url"], members, now, until)
+            written = await self._filter_file(job, directory, item["url"], members, now, until, pointed_to)
             if written is not None:
                 files.append(written)
+        if members is not None and pointed_to.types:
+            await self.progress(job, "adding the reference data the export points to")
+            files += await self._reference_files(job, directory, members, pointed_to, now)
         if errors:
             files.append(self.write_file(job, "error", OPERATION_OUTCOME, "errors.ndjson", errors))
         transaction_time = str(manifest.get("transactionTime") or now.isoformat())
@@ -205,8 +214,8 @@ class JobRunner:
         return granted
 
     async def _filter_file(self, job: Job, directory: Path, url: str, members: dict[str, str] | None,
-                           now: datetime, until: object) -> JobFile | None:
-        name = f"{len(list(directory.iterdir())) + 1}.ndjson"
+                           now: datetime, until: object, pointed_to: PointedTo) -> JobFile | None:
+        name = _next_name(directory)
         path = directory / name
         resource_type, count = None, 0
         batch: list[dict] = []
@@ -221,6 +230,7 @@ class JobRunner:
             if members is not None:
                 outcome = await self.disclosure.filter(members, [(r, MATCH) for r in kept], now)
                 kept = [r for r in outcome.released if r is not None]
+                pointed_to.note(outcome.pointed_to)
             for resource in kept:
                 out.write(orjson.dumps(resource) + b"\n")
             count += len(kept)
@@ -234,10 +244,31 @@ class JobRunner:
                 if len(batch) >= BATCH:
                     await flush(out)
             await flush(out)
-        if count == 0 or resource_type is None:
-            path.unlink()
-            return None
-        return JobFile(jobs.new_id(), job.id, "output", resource_type, name, count)
+        return _listed(job, directory, name, resource_type, count)
+
+    async def _reference_files(self, job: Job, directory: Path, members: dict[str, str], pointed_to: PointedTo,
+                               now: datetime) -> list[JobFile]:
+        files = []
+        for resource_type in sorted(pointed_to.types):
+            written = await self._reference_file(job, directory, resource_type, members, pointed_to, now)
+            if written is not None:
+                files.append(written)
+        return files
+
+    async def _reference_file(self, job: Job, directory: Path, resource_type: str, members: dict[str, str],
+                              pointed_to: PointedTo, now: datetime) -> JobFile | None:
+        """What released data points to, fetched by id in batches, each resource judged under the most permissive
+        policy pointing to it, as an `_include` is (a Part 2 program only under `#sensitive`)."""
+        name = _next_name(directory)
+        count = 0
+        with (directory / name).open("wb") as out:
+            for policies in pointed_to.batches(resource_type, BATCH):
+                fetched = await self.upstream.by_ids(resource_type, [ref.partition("/")[2] for ref in policies])
+                outcome = await self.disclosure.filter(members, [(r, INCLUDE) for r in fetched], now, policies)
+                released = [r for r in outcome.released if r is not None]
+                out.writelines(orjson.dumps(r) + b"\n" for r in released)
+                count += len(released)
+        return _listed(job, directory, name, resource_type, count)
 
     async def _sweep(self) -> None:
         """Files expire after `export_retention_seconds`; the job then answers 404."""
@@ -254,3 +285,15 @@ class JobRunner:
 def _updated_after(resource: dict, until: datetime, settings: Settings) -> bool:
     updated = parse_fhir_moment((resource.get("meta") or {}).get("lastUpdated"), settings.timezone)
     return isinstance(updated, datetime) and updated > until
+
+
+def _next_name(directory: Path) -> str:
+    return f"{len(list(directory.iterdir())) + 1}.ndjson"
+
+
+def _listed(job: Job, directory: Path, name: str, resource_type: str | None, count: int) -> JobFile | None:
+    """A written output file for the manifest; an empty one is deleted instead (no item for a type with no data)."""
+    if count == 0 or resource_type is None:
+        (directory / name).unlink()
+        return None
+    return JobFile(jobs.new_id(), job.id, "output", resource_type, name, count)

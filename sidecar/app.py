@@ -14,6 +14,10 @@ from sidecar.auth.directory import Directory
 from sidecar.auth.discovery import advertise_smart_security, smart_configuration_handler, token_url
 from sidecar.auth.jwks import JwksCache
 from sidecar.auth.middleware import BearerAuth
+from sidecar.fhir.body import BadForm
+from sidecar.gate.query import QueryRefused
+from sidecar.gate.table import OPEN_ROUTES, PROXY_ROUTE_KEY, authorize, register
+from sidecar.proxy.routes import Refusal, resolve
 from sidecar.auth.token_endpoint import TokenEndpoint
 from sidecar.auth.tokens import TokenService
 from sidecar.capability import CapabilityService
@@ -33,7 +37,7 @@ from sidecar.matching.operation import MemberMatch, advertise_member_match
 from sidecar.matching.scoring import Scorer, load_nicknames, load_weights
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.rewrite import UrlMap
-from sidecar.proxy.upstream import Upstream
+from sidecar.proxy.upstream import Upstream, UpstreamError
 from sidecar.store.db import Store
 from sidecar.store.secrets import shared_secret
 
@@ -46,7 +50,8 @@ REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 @web.middleware
 async def request_context(request: web.Request, handler) -> web.StreamResponse:
-    """Give each request an id (the client's, if sane), log it once as JSON, and never let an error escape raw."""
+    """Give each request an id (the client's, if sane), log it once as JSON, and be the one error boundary: bad
+    input is a 400, HAPI trouble a 502/503/504 without HAPI's text, anything else a 500 naming only the request id."""
     incoming = request.headers.get("X-Request-ID", "")
     rid = incoming if _CLIENT_REQUEST_ID.match(incoming) else uuid.uuid4().hex
     request[REQUEST_ID_KEY] = rid
@@ -61,6 +66,15 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
         status = exc.status
         return outcome_response(exc.status, "not-found" if exc.status == 404 else "processing",
                                 exc.reason, headers={"X-Request-ID": rid})
+    except QueryRefused as exc:
+        status = 400
+        return outcome_response(400, "invalid", str(exc), expression=[exc.parameter], headers={"X-Request-ID": rid})
+    except BadForm as exc:
+        status = 400
+        return outcome_response(400, "invalid", str(exc), headers={"X-Request-ID": rid})
+    except UpstreamError as exc:
+        status = exc.status
+        return outcome_response(exc.status, exc.code, exc.reason, headers={"X-Request-ID": rid})
     except Exception:
         log.exception("unhandled error")
         return outcome_response(500, "exception", "internal error; quote the X-Request-ID when reporting it",
@@ -83,10 +97,10 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
                           lifetime=settings.access_token_lifetime, clock_skew=settings.clock_skew_seconds)
     directory = Directory(store, tokens, settings.state_refresh_seconds)
     jwks = JwksCache(settings.jwks_cache_seconds)
-    bearer = BearerAuth(tokens, directory, audit)
+    bearer = BearerAuth(tokens, directory, audit, OPEN_ROUTES)
     token_endpoint = TokenEndpoint(token_url(settings), directory, jwks, tokens, audit, settings.clock_skew_seconds)
 
-    app = web.Application(middlewares=[request_context, bearer.middleware])
+    app = web.Application(middlewares=[request_context, bearer.middleware, authorize])
     upstream = Upstream(settings)
     url_map = UrlMap.between(settings.upstream_base, settings.public_fhir_base)
     capability = CapabilityService(settings, upstream, url_map)
@@ -103,7 +117,16 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     job_handlers = JobHandlers(settings, store, runner)
     bulk_match = BulkMemberMatch(settings, store, runner, member_match)
     capability.contributors.append(advertise_bulk_member_match)
-    groups = PartnerGroups(settings, store, upstream, proxy.handle)
+
+    async def through_proxy(request: web.Request) -> web.StreamResponse:
+        # An operator's Group requests are ordinary proxied reads and searches.
+        decision = resolve(request.method, request.path.split("/")[2:], request.query)
+        if isinstance(decision, Refusal):
+            return outcome_response(decision.status, decision.code, decision.reason)
+        request[PROXY_ROUTE_KEY] = decision
+        return await proxy.handle(request)
+
+    groups = PartnerGroups(settings, store, upstream, through_proxy)
 
     async def lifecycle(app: web.Application):
         await upstream.start()
@@ -125,22 +148,14 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     discovery = smart_configuration_handler(settings)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready_handler(upstream))
-    app.router.add_get("/fhir/metadata", capability.handle)
-    app.router.add_get("/fhir/.well-known/smart-configuration", discovery)
     app.router.add_get("/.well-known/smart-configuration", discovery)
     app.router.add_post("/auth/token", token_endpoint.handle)
-    app.router.add_post("/fhir/Patient/$member-match", member_match.handle)
-    app.router.add_post("/fhir/Group/$bulk-member-match", bulk_match.kickoff)
-    for path in ("/fhir/Group/{group:[A-Za-z0-9.-]{1,64}}/$davinci-data-export",
-                 "/fhir/Group/{group:[A-Za-z0-9.-]{1,64}}/$export", "/fhir/Patient/$export"):
-        app.router.add_get(path, job_handlers.export)
-        app.router.add_post(path, job_handlers.export)
-    app.router.add_get("/fhir/bulk-status/{job}", job_handlers.status)
-    app.router.add_delete("/fhir/bulk-status/{job}", job_handlers.delete)
-    app.router.add_get("/fhir/bulk-files/{job}/{file}", job_handlers.file)
-    app.router.add_get("/fhir/Group", groups.search)
-    app.router.add_post("/fhir/Group/_search", groups.search)
-    app.router.add_get("/fhir/Group/{id:[A-Za-z0-9.-]{1,64}}", groups.read)
-    app.router.add_route("*", "/fhir", proxy.handle)
-    app.router.add_route("*", "/fhir/{tail:.*}", proxy.handle)
+    register(app, {
+        "metadata": capability.handle, "smart-configuration": discovery,
+        "member-match": member_match.handle, "bulk-member-match": bulk_match.kickoff,
+        "davinci-data-export": job_handlers.export, "group-export": job_handlers.export,
+        "patient-export": job_handlers.export, "bulk-status": job_handlers.status, "bulk-cancel": job_handlers.delete,
+        "bulk-file": job_handlers.file, "group-search": groups.search, "group-search-post": groups.search,
+        "group-read": groups.read, "proxy-base": proxy.handle, "proxy": proxy.handle,
+    })
     return app

@@ -1,8 +1,8 @@
 """Bearer tokens on every FHIR request, and one audit record per request.
 
-Only the CapabilityStatement and SMART discovery are open; every other path under `/fhir`, including routes later
-features add, gets a caller or a 401 here before any handler runs. Scope and member checks are the handlers'
-(they know the interaction); this layer records their decision with the request.
+Only the routes the route table (`sidecar.gate.table`) marks open (the CapabilityStatement and SMART discovery) go
+without a token; every other path under `/fhir` gets a caller or a 401 here before any handler runs. The table's
+`authorize` middleware then applies the route's scope; this layer records the decision with the request.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from sidecar.fhir.outcome import outcome_response
 
 log = logging.getLogger("sidecar.auth")
 
-OPEN_PATHS = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})
 REALM = 'Bearer realm="pdex-sidecar"'
 REFUSAL_KEY = web.RequestKey("refusal", str)
 AUDIT_DETAIL_KEY = web.RequestKey("audit_detail", dict)
@@ -66,10 +65,12 @@ def note_disclosure(request: web.Request, withheld: list[dict], transformed: int
 
 
 class BearerAuth:
-    def __init__(self, tokens: TokenService, directory: Directory, audit: AuditLog) -> None:
+    def __init__(self, tokens: TokenService, directory: Directory, audit: AuditLog,
+                 open_routes: frozenset[str] = frozenset()) -> None:
         self.tokens = tokens
         self.directory = directory
         self.audit = audit
+        self.open_routes = open_routes
 
     async def caller_for(self, request: web.Request) -> Caller | str:
         """The caller, or why there is none, phrased for the client ("" when no token was sent)."""
@@ -96,7 +97,7 @@ class BearerAuth:
         path = request.path
         if not (path == "/fhir" or path.startswith("/fhir/")):
             return await handler(request)
-        if path in OPEN_PATHS:
+        if (request.match_info.route.name or "").split(".")[0] in self.open_routes:
             response = await handler(request)
             self.audit.record(AuditRecord("request", "allowed" if response.status < 400 else "refused",
                                           request=f"{request.method} {path}", detail={"status": response.status}))

@@ -16,37 +16,19 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from sidecar.access.caller import CALLER_KEY, Caller
-from sidecar.auth.middleware import forbidden, note_refusal
+from sidecar.gate.table import PROXY_ROUTE_KEY
 from sidecar.fhir.outcome import outcome_response
 from sidecar.logs import request_id
 from sidecar.gate.query import QueryRefused
-from sidecar.gate.reader import PartnerReader, refused_query
-from sidecar.fhir.body import BadForm, form_pairs
+from sidecar.gate.reader import PartnerReader
+from sidecar.fhir.body import form_pairs
 from sidecar.proxy.rewrite import URL_HEADERS, UrlMap, is_text_content
-from sidecar.proxy.routes import Refusal, Route, resolve
-from sidecar.proxy.upstream import NOT_FORWARDED_UPSTREAM, NOT_RETURNED, Upstream, UpstreamError, classify_client_error
+from sidecar.proxy.routes import Route
+from sidecar.proxy.upstream import NOT_FORWARDED_UPSTREAM, NOT_RETURNED, Upstream, classify_client_error
 
 log = logging.getLogger("sidecar.proxy")
 
 CHUNK = 64 * 1024
-
-
-def scope_refusal(caller: Caller, route: Route) -> str | None:
-    """Why the caller's token does not cover this route, or None when it does."""
-    if route.interaction == "capabilities":
-        return None
-    if route.interaction == "page":
-        return None if caller.scopes.allows_any_type("s") else "the access token grants no search scope"
-    resource_type = route.resource_type or ""
-    # A Binary leaves only with a released DocumentReference that points to it (the reader checks that).
-    binary_read = resource_type == "Binary" and route.interaction == "read"
-    if not caller.may_use_type(resource_type) and not binary_read:
-        return f"{resource_type} is not available to partner clients"
-    permission = "s" if route.interaction == "search-type" else "r"
-    if not caller.scopes.allows(resource_type, permission):
-        verb = "read" if permission == "r" else "search"
-        return f"the access token's scopes do not allow {verb} of {resource_type}"
-    return None
 
 
 _PAGING_NUMBERS = ("_count", "_offset", "_getpagesoffset")
@@ -66,25 +48,12 @@ class ProxyHandler:
         self.reader = reader
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        segments = [s for s in request.match_info.get("tail", "").split("/") if s]
-        decision = resolve(request.method, segments, request.query)
-        if isinstance(decision, Refusal):
-            log.info("route refused", extra={"status": decision.status, "reason": decision.reason})
-            note_refusal(request, decision.reason)
-            headers = {"Allow": ", ".join(decision.allow)} if decision.allow else None
-            return outcome_response(decision.status, decision.code, decision.reason, headers=headers)
+        """A request the route table resolved and authorized (`authorize` put its route on the request)."""
+        decision = request[PROXY_ROUTE_KEY]
         caller = request[CALLER_KEY]
-        refusal = scope_refusal(caller, decision)
-        if refusal:
-            return forbidden(request, refusal)
-        try:
-            if caller.needs_body_check and decision.interaction != "capabilities":
-                return await self._gated(request, caller, decision)
-            check_operator_paging(request.query.items())
-        except QueryRefused as error:
-            return refused_query(error)
-        except UpstreamError as error:
-            return error.response()
+        if caller.needs_body_check and decision.interaction != "capabilities":
+            return await self._gated(request, caller, decision)
+        check_operator_paging(request.query.items())
         return await self.forward(request, decision.upstream_path)
 
     async def _gated(self, request: web.Request, caller: Caller, route: Route) -> web.Response:
@@ -99,10 +68,7 @@ class ProxyHandler:
             return await self.reader.page(request, caller)
         pairs = list(request.query.items())
         if request.method == "POST":
-            try:
-                pairs += await form_pairs(request)
-            except BadForm as exc:
-                return outcome_response(400, "invalid", str(exc))
+            pairs += await form_pairs(request)
         return await self.reader.search(request, caller, resource_type, pairs)
 
     async def forward(self, request: web.Request, path: str) -> web.StreamResponse:

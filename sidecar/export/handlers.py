@@ -125,7 +125,8 @@ class JobHandlers:
                                   unrestricted=not caller.is_partner)
         except BadExport as exc:
             note_refusal(request, str(exc))
-            return outcome_response(exc.status, "invalid", str(exc))
+            return outcome_response(exc.status, "invalid", str(exc),
+                                    expression=[exc.expression] if exc.expression else None)
         request_url = f"{self.settings.public_fhir_base}/{request.path.removeprefix('/fhir/')}"
         if request.query_string:
             request_url += "?" + request.query_string

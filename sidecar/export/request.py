@@ -21,9 +21,10 @@ KNOWN = {"_type", "_since", "_until", "_typeFilter", "_outputFormat", "patient",
 
 
 class BadExport(Exception):
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, expression: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.expression = expression
 
 
 @dataclass
@@ -52,20 +53,29 @@ class ExportParams:
 
 
 def pairs_of_parameters(body: object) -> list[tuple[str, str]]:
-    """A POST kick-off's Parameters as (name, value) pairs."""
+    """A POST kick-off's Parameters as (name, value) pairs; BadExport naming the element that is not FHIR JSON's
+    shape for them."""
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise BadExport("a POST kick-off carries a Parameters resource")
-    pairs = []
-    for parameter in body.get("parameter") or ():
-        if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
-            raise BadExport("every parameter needs a name")
-        value = next((v for k, v in parameter.items() if k.startswith("value")), None)
-        if isinstance(value, dict):  # valueReference
-            value = value.get("reference")
-        if not isinstance(value, str):
-            raise BadExport(f"parameter {parameter['name']} needs a string, instant, canonical or reference value")
-        pairs.append((parameter["name"], value))
-    return pairs
+    parameters = body.get("parameter") or []
+    if not isinstance(parameters, list):
+        raise BadExport("Parameters.parameter must be an array", expression="Parameters.parameter")
+    return [_pair(parameter, f"Parameters.parameter[{i}]") for i, parameter in enumerate(parameters)]
+
+
+def _pair(parameter: object, where: str) -> tuple[str, str]:
+    if not isinstance(parameter, dict):
+        raise BadExport(f"{where} must be an object", expression=where)
+    name = parameter.get("name")
+    if not isinstance(name, str):
+        raise BadExport(f"{where}.name must be a string", expression=f"{where}.name")
+    value = next((v for k, v in parameter.items() if k.startswith("value")), None)
+    if isinstance(value, dict):  # valueReference
+        value = value.get("reference")
+    if not isinstance(value, str):
+        raise BadExport(f"parameter {name[:60]} needs a string, instant, canonical or reference value",
+                        expression=where)
+    return name, value
 
 
 def _instant(name: str, value: str, tz: tzinfo) -> datetime:

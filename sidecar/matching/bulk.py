@@ -45,17 +45,41 @@ GROUPS = {"match": ("match", "MatchedMembers"), "nomatch": ("nomatch", "NonMatch
           "consent": ("consentconstraint", "ConsentConstrainedMembers")}
 
 
+def _objects(value: object, where: str) -> list[dict]:
+    """A JSON array of objects, else BadRequest naming `where` (FHIR JSON has no other shape for repeats)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadRequest(f"{where} must be an array", where)
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise BadRequest(f"{where}[{index}] must be an object", f"{where}[{index}]")
+        if not isinstance(item.get("name"), str):
+            raise BadRequest(f"{where}[{index}].name must be a string", f"{where}[{index}].name")
+    return value
+
+
 def members_of(body: object) -> list[dict]:
-    """Each MemberBundle's parts as name → resource; a malformed member becomes {"error": why, ...what there was}."""
+    """Each MemberBundle's parts as name → resource. The envelope's shape is checked here (a 400 naming the
+    element); what a member's resources say is judged per member in the job, so one bad member never fails the
+    batch."""
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise BadRequest("the body must be a Parameters resource")
-    bundles = [p for p in body.get("parameter") or () if isinstance(p, dict) and p.get("name") == "MemberBundle"]
-    if not bundles:
-        raise BadRequest("at least one MemberBundle parameter is required", "Parameters.parameter[MemberBundle]")
     members = []
-    for bundle in bundles:
-        parts = {p.get("name"): p.get("resource") for p in bundle.get("part") or () if isinstance(p, dict)}
-        members.append({k: v for k, v in parts.items() if isinstance(k, str)})
+    for i, bundle in enumerate(_objects(body.get("parameter"), "Parameters.parameter")):
+        where = f"Parameters.parameter[{i}]"
+        if bundle["name"] != "MemberBundle":
+            raise BadRequest(f"unknown parameter {bundle['name'][:60]!r}", f"{where}.name")
+        member: dict[str, object] = {}
+        for j, part in enumerate(_objects(bundle.get("part"), f"{where}.part")):
+            if part["name"] in member:
+                raise BadRequest(f"part {part['name'][:60]!r} is given more than once", f"{where}.part[{j}]")
+            if "resource" in part and not isinstance(part["resource"], dict):
+                raise BadRequest(f"{where}.part[{j}].resource must be an object", f"{where}.part[{j}].resource")
+            member[part["name"]] = part.get("resource")
+        members.append(member)
+    if not members:
+        raise BadRequest("at least one MemberBundle parameter is required", "Parameters.parameter[MemberBundle]")
     return members
 
 

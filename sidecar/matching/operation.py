@@ -82,7 +82,7 @@ def parse(body: object) -> MatchRequest:
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise BadRequest("the body must be a Parameters resource")
     raw_parameters = body.get("parameter") if isinstance(body.get("parameter"), list) else []
-    names = [p.get("name") if isinstance(p, dict) else "" for p in raw_parameters]
+    names = [p["name"] if isinstance(p, dict) and isinstance(p.get("name"), str) else "" for p in raw_parameters]
     found: dict[str, dict] = {}
     for name, parameter in zip(names, raw_parameters):
         if name not in PARAMETER_TYPES:

@@ -71,3 +71,25 @@ def test_post_parameters_become_pairs_including_references():
 def test_an_unrestricted_client_without_type_leaves_the_choice_to_hapi():
     params = parse([], unrestricted=True)
     assert params.types == [] and ("_type", "") not in params.upstream_params()
+
+
+@pytest.mark.parametrize("parameter", [{"name": "_type", "valueString": "Patient"}, "_type=Patient"],
+                         ids=["object", "string"])
+def test_a_post_kickoff_whose_parameter_is_not_an_array_is_refused_naming_it(parameter):
+    with pytest.raises(BadExport) as raised:
+        pairs_of_parameters({"resourceType": "Parameters", "parameter": parameter})
+    assert raised.value.expression == "Parameters.parameter"
+
+
+@pytest.mark.parametrize("parameter", ["_type", 1, ["_type", "Patient"]])
+def test_a_post_kickoff_parameter_that_is_not_an_object_is_refused_naming_it(parameter):
+    with pytest.raises(BadExport) as raised:
+        pairs_of_parameters({"resourceType": "Parameters", "parameter": [parameter]})
+    assert raised.value.expression == "Parameters.parameter[0]"
+
+
+@pytest.mark.parametrize("name", [None, 3, ["_type"]])
+def test_a_post_kickoff_parameter_name_that_is_not_a_string_is_refused_naming_it(name):
+    with pytest.raises(BadExport) as raised:
+        pairs_of_parameters({"resourceType": "Parameters", "parameter": [{"name": name, "valueString": "Patient"}]})
+    assert raised.value.expression == "Parameters.parameter[0].name"

@@ -20,11 +20,12 @@ from sidecar.config import Settings
 from sidecar.disclosure.dates import utc_now
 from sidecar.disclosure.service_dates import DISCLOSED_MEMBER_TYPES
 from sidecar.export.references import exported_reference_types
-from sidecar.export.request import BadExport, parse_export, pairs_of_parameters
+from sidecar.export.request import BadExport, ExportParams, filter_search, pairs_of_parameters, parse_export
 from sidecar.export.runner import JobRunner
 from sidecar.fhir.body import BodyTooLarge, read_limited
 from sidecar.fhir.outcome import outcome_response
 from sidecar.fhir.resource_types import R4_RESOURCE_TYPES
+from sidecar.proxy.upstream import UpstreamError
 from sidecar.store import jobs
 from sidecar.store.db import Store
 
@@ -95,6 +96,13 @@ class JobHandlers:
         note_audit(request, job=job.id, file=found.id, type=found.type, count=found.count)
         return web.FileResponse(path, headers={"Content-Type": "application/fhir+ndjson"})
 
+    async def _check_filters(self, params: ExportParams, allowed: list[str]) -> None:
+        """A `_typeFilter` HAPI cannot run would fail the job later with HAPI's reasons; refuse it now instead."""
+        for query in params.type_filters:
+            if not await self.runner.hapi.runs_search(*filter_search(query, params.types or allowed)):
+                raise BadExport(f"_typeFilter {query[:80]!r} is not a search this server can run (an unknown "
+                                "parameter or a malformed value)")
+
     async def export(self, request: web.Request) -> web.Response:
         caller: Caller = request[CALLER_KEY]
         group_id = request.match_info.get("group")
@@ -124,9 +132,13 @@ class JobHandlers:
             params = parse_export(pairs, level, group_id, allowed, utc_now(), self.settings.timezone,
                                   self.settings.lookback_years, self.settings.export_since_floor, operation,
                                   unrestricted=not caller.is_partner)
+            await self._check_filters(params, allowed)
+        except UpstreamError as error:
+            return error.response()
         except BadExport as exc:
             note_refusal(request, str(exc))
-            return outcome_response(exc.status, "invalid", str(exc))
+            return outcome_response(exc.status, "invalid", str(exc),
+                                    expression=[exc.expression] if exc.expression else None)
         request_url = f"{self.settings.public_fhir_base}/{request.path.removeprefix('/fhir/')}"
         if request.query_string:
             request_url += "?" + request.query_string

@@ -1,11 +1,13 @@
 """HAPI's native bulk export, driven by the sidecar: kick-off, poll, download, cancel.
 
 Each kick-off sends `Cache-Control: no-cache` (HAPI would otherwise hand back an earlier job with the same
-parameters) and `Prefer: respond-async` (HAPI requires it). HAPI's poll and file URLs stay inside the sidecar.
+parameters) and `Prefer: respond-async` (HAPI requires it). HAPI's poll and file URLs stay inside the sidecar, and
+so do its words: a refusal or failure is logged with HAPI's text, and the client is told only that it happened.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import AsyncIterator
 
@@ -14,6 +16,8 @@ import orjson
 
 from sidecar.fhir.outcome import outcome_text
 from sidecar.proxy.upstream import Upstream, UpstreamError, classify_client_error
+
+log = logging.getLogger("sidecar.jobs")
 
 KICKOFF_HEADERS = {"Prefer": "respond-async", "Cache-Control": "no-cache", "Accept": "application/fhir+json"}
 
@@ -50,11 +54,26 @@ class HapiExport:
             async with request as resp:
                 answer = await resp.read()
                 if resp.status != 202 or "Content-Location" not in resp.headers:
-                    raise UpstreamError(502, "exception", f"the FHIR server refused the export ({resp.status}): "
-                                                          f"{outcome_text(answer, 300)}")
+                    log.warning("the FHIR server refused an export", extra={"status": resp.status,
+                                                                            "answer": outcome_text(answer, 300)})
+                    raise UpstreamError(502, "exception", "the FHIR server refused the export")
                 return self._local(resp.headers["Content-Location"])
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise classify_client_error(exc) from exc
+
+    async def runs_search(self, resource_type: str, pairs: list[tuple[str, str]]) -> bool:
+        """Whether HAPI can run a `_typeFilter`'s search (it refuses unknown parameters and malformed values with a
+        4xx), asked for one result so the check stays cheap."""
+        try:
+            async with self.upstream.session.get(f"{self.upstream.base}/{resource_type}",
+                                                 params=[*pairs, ("_count", "1")],
+                                                 headers={"Accept": "application/fhir+json"}) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise classify_client_error(exc) from exc
+        if resp.status >= 500:
+            raise UpstreamError(502, "exception", "the FHIR server could not check the _typeFilter")
+        return resp.status == 200
 
     async def poll(self, poll_url: str) -> Poll:
         try:
@@ -64,8 +83,9 @@ class HapiExport:
                     return Poll(False, progress=resp.headers.get("X-Progress"))
                 if resp.status == 200:
                     return Poll(True, manifest=orjson.loads(body))
-                raise UpstreamError(502 if resp.status < 500 else 500, "exception",
-                                    f"the FHIR server's export failed: {outcome_text(body, 300)}")
+                log.warning("the FHIR server's export failed", extra={"status": resp.status,
+                                                                      "answer": outcome_text(body, 300)})
+                raise UpstreamError(502 if resp.status < 500 else 500, "exception", "the FHIR server's export failed")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise classify_client_error(exc) from exc
         except orjson.JSONDecodeError as exc:

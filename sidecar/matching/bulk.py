@@ -4,19 +4,28 @@ The kick-off checks the envelope (Parameters with `MemberBundle` parameters) and
 status URL; each member is then matched and its consent judged independently, with the same code as
 `$member-match` (`MemberMatch.resolve`). A member that is malformed, or whose match fails, lands in
 NonMatchedMembers (with an OperationOutcome in the manifest's error file) and never fails the batch. Results are
-recorded per member, so a restart resumes where the job stopped. At the end the Member Match Groups are stored in
-HAPI in one transaction with conditional creates (a resumed job never makes them twice), recorded as this
-organization's, and listed in the manifest as a Group ndjson file (PDex 2.2 draft) and a Parameters ndjson file
-carrying the 2.1.0 envelope.
+recorded per member, so a restart resumes where the job stopped. At the end the Member Match Groups and the matched
+members' Consents are stored in HAPI in one transaction with conditional creates (a resumed job never makes them
+twice); only then are the Groups recorded as this organization's and the grants made, together, so a job that
+fails leaves neither behind. The Groups are listed in the manifest as a Group ndjson file (PDex 2.2 draft) and a
+Parameters ndjson file carrying the 2.1.0 envelope.
+
+The profiles require each contained Patient to be the one submitted, unaltered but for the meta elements a
+contained resource may not carry. A submitted Patient that is not valid FHIR (HAPI would refuse the whole
+transaction over it) or that has contained resources of its own is therefore not contained: its Group member
+names it by its MemberBundle's position, which its OperationOutcome in the error file names too.
 """
 from __future__ import annotations
 
 import asyncio
 import copy
-from datetime import date
+import logging
+from datetime import date, datetime, timezone
 
 import orjson
 from aiohttp import web
+from fhir.resources.R4B.patient import Patient
+from pydantic import ValidationError
 
 from sidecar.access.caller import CALLER_KEY, Caller
 from sidecar.auth.middleware import forbidden, note_audit, note_refusal
@@ -27,10 +36,14 @@ from sidecar.export.handlers import accepted
 from sidecar.export.runner import OPERATION_OUTCOME, JobRunner, outcome_line
 from sidecar.fhir.body import BodyTooLarge, read_limited
 from sidecar.fhir.outcome import outcome_response
-from sidecar.matching.operation import BadRequest, MemberMatch, parse
+from sidecar.matching.consent import ConsentTerms, evaluate
+from sidecar.matching.operation import BadRequest, MemberMatch, consent_to_store, parse
 from sidecar.store import jobs
 from sidecar.store.clients import Client
 from sidecar.store.db import Store
+from sidecar.store.grants import Grant, add_grant
+
+log = logging.getLogger("sidecar.matching")
 
 OPERATION = "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch"
 RESULT_SYSTEM = "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PdexMultiMemberMatchResultCS"
@@ -45,23 +58,58 @@ GROUPS = {"match": ("match", "MatchedMembers"), "nomatch": ("nomatch", "NonMatch
           "consent": ("consentconstraint", "ConsentConstrainedMembers")}
 
 
+def _objects(value: object, where: str) -> list[dict]:
+    """A JSON array of objects, else BadRequest naming `where` (FHIR JSON has no other shape for repeats)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadRequest(f"{where} must be an array", where)
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise BadRequest(f"{where}[{index}] must be an object", f"{where}[{index}]")
+        if not isinstance(item.get("name"), str):
+            raise BadRequest(f"{where}[{index}].name must be a string", f"{where}[{index}].name")
+    return value
+
+
 def members_of(body: object) -> list[dict]:
-    """Each MemberBundle's parts as name → resource; a malformed member becomes {"error": why, ...what there was}."""
+    """Each MemberBundle's parts as name → resource. The envelope's shape is checked here (a 400 naming the
+    element); what a member's resources say is judged per member in the job, so one bad member never fails the
+    batch."""
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise BadRequest("the body must be a Parameters resource")
-    bundles = [p for p in body.get("parameter") or () if isinstance(p, dict) and p.get("name") == "MemberBundle"]
-    if not bundles:
-        raise BadRequest("at least one MemberBundle parameter is required", "Parameters.parameter[MemberBundle]")
     members = []
-    for bundle in bundles:
-        parts = {p.get("name"): p.get("resource") for p in bundle.get("part") or () if isinstance(p, dict)}
-        members.append({k: v for k, v in parts.items() if isinstance(k, str)})
+    for i, bundle in enumerate(_objects(body.get("parameter"), "Parameters.parameter")):
+        where = f"Parameters.parameter[{i}]"
+        if bundle["name"] != "MemberBundle":
+            raise BadRequest(f"unknown parameter {bundle['name'][:60]!r}", f"{where}.name")
+        member: dict[str, object] = {}
+        for j, part in enumerate(_objects(bundle.get("part"), f"{where}.part")):
+            if part["name"] in member:
+                raise BadRequest(f"part {part['name'][:60]!r} is given more than once", f"{where}.part[{j}]")
+            if "resource" in part and not isinstance(part["resource"], dict):
+                raise BadRequest(f"{where}.part[{j}].resource must be an object", f"{where}.part[{j}].resource")
+            member[part["name"]] = part.get("resource")
+        members.append(member)
+    if not members:
+        raise BadRequest("at least one MemberBundle parameter is required", "Parameters.parameter[MemberBundle]")
     return members
 
 
+def _valid_patient(patient: dict) -> bool:
+    try:
+        Patient.model_validate(patient)
+    except (ValidationError, KeyError, TypeError, ValueError):  # as `parse`: fhir.resources on odd nested input
+        return False
+    return True
+
+
 def _submitted(patient: object, index: int) -> dict | None:
-    """The submitted Patient, unmodified but for the meta elements a contained resource may not carry."""
-    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
+    """The submitted Patient to contain, unmodified but for the meta elements a contained resource may not carry;
+    None when it cannot be contained unaltered (absent, not valid FHIR, or with contained resources of its own)."""
+    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient" or "contained" in patient:
+        return None
+    if not _valid_patient(patient):
         return None
     contained = copy.deepcopy(patient)
     contained["id"] = f"m{index}"
@@ -70,6 +118,34 @@ def _submitted(patient: object, index: int) -> dict | None:
     if meta:
         contained["meta"] = meta
     return contained
+
+
+def _parameters(member: dict) -> dict:
+    return {"resourceType": "Parameters", "parameter": [{"name": name, "resource": resource}
+                                                        for name, resource in member.items()]}
+
+
+def _problem(index: int, exc: BadRequest) -> str:
+    return f"MemberBundle {index + 1}: {exc}" + (f" ({exc.expression})" if exc.expression else "")
+
+
+def _input_problem(member: dict, index: int) -> str | None:
+    """What is wrong with a member's input, from the input alone (so a resumed job reports it too)."""
+    try:
+        parse(_parameters(member))
+    except BadRequest as exc:
+        return _problem(index, exc)
+    return None
+
+
+def _record(store: Store, organization: str, job_id: str, groups: dict[str, str], grants: list[Grant]) -> None:
+    """The job's Groups and grants, together or not at all; a resumed job whose Groups are recorded adds none."""
+    with store.transaction():
+        if set(groups.values()) <= set(jobs.groups_of(store, organization)):
+            return
+        jobs.record_groups(store, organization, job_id, groups)
+        for grant in grants:
+            add_grant(store, grant)
 
 
 class BulkMemberMatch:
@@ -125,18 +201,46 @@ class BulkMemberMatch:
 
         await asyncio.gather(*(worker() for _ in range(self.settings.bulk_match_concurrency)))
         for index, member in enumerate(members):
-            if done[index][0] == "nomatch" and not isinstance(member.get("MemberPatient"), dict):
-                errors.setdefault(index, "the MemberBundle has no MemberPatient")
+            if done[index][0] == "nomatch" and index not in errors:
+                problem = _input_problem(member, index)
+                if problem is not None:
+                    errors[index] = problem
         await self.runner.progress(job, "storing the Member Match Groups")
         groups = self._groups(job, members, done)
+        consents = self._consents(job, caller, members, done)
         ids = await self.single.upstream.transaction([
-            {"resource": group, "request": {"method": "POST", "url": "Group",
-                                            "ifNoneExist": f"identifier={GROUP_IDENTIFIER_SYSTEM}|{job.id}-{code}"}}
-            for code, group in groups.items()])
+            *({"resource": group, "request": {"method": "POST", "url": "Group", "ifNoneExist":
+                                              f"identifier={GROUP_IDENTIFIER_SYSTEM}|{job.id}-{code}"}}
+              for code, group in groups.items()),
+            *({"resource": consent, "request": {"method": "POST", "url": "Consent", "ifNoneExist":
+                                                f"identifier={GROUP_IDENTIFIER_SYSTEM}|{job.id}-consent-{index}"}}
+              for index, (_, consent, _) in consents.items())])
         by_code = dict(zip(groups, (location.split("/")[1] for location in ids)))
-        await self.store.run(jobs.record_groups, self.store, job.organization, job.id, by_code)
+        grants = [Grant(job.organization, patient_id, terms.policy_uri, location, terms.valid_from.timestamp(),
+                        terms.valid_until.timestamp())
+                  for (patient_id, _, terms), location in zip(consents.values(), ids[len(groups):])]
+        await self.store.run(_record, self.store, job.organization, job.id, by_code, grants)
+        self.single.directory.forget_grants(job.organization)
         stored = await self.single.upstream.by_ids("Group", list(by_code.values()))
         await self._write(job, stored, errors)
+
+    def _consents(self, job: jobs.Job, caller: Caller, members: list[dict],
+                  done: dict[int, tuple[str, str | None]]) -> dict[int, tuple[str, dict, ConsentTerms]]:
+        """Member index → its Patient id here, the Consent to store and its terms, for each matched member whose consent can still be
+        honoured (judged now: a resumed job may store long after the match)."""
+        consents = {}
+        now = datetime.now(timezone.utc)
+        for index, (outcome, patient_id) in sorted(done.items()):
+            consent = members[index].get("Consent")
+            if outcome != "match" or patient_id is None or not isinstance(consent, dict):
+                continue
+            terms = evaluate(consent, now, self.single.payer, caller.client.organization, self.settings.timezone)
+            if isinstance(terms, str):
+                continue
+            stored = consent_to_store(consent, patient_id, job.organization)
+            stored["identifier"].append({"system": GROUP_IDENTIFIER_SYSTEM, "value": f"{job.id}-consent-{index}"})
+            consents[index] = (patient_id, stored, terms)
+        return consents
 
     async def _caller(self, job: jobs.Job) -> Caller:
         """The job's client as it is now (a client disabled since the kick-off matches nobody)."""
@@ -146,15 +250,15 @@ class BulkMemberMatch:
         return Caller(client, ScopeSet.parse(client.scopes), {})
 
     async def _one(self, caller: Caller, member: dict, index: int, errors: dict[int, str]) -> tuple[str, str | None]:
-        body = {"resourceType": "Parameters", "parameter": [{"name": name, "resource": resource}
-                                                            for name, resource in member.items()]}
         try:
-            resolution = await self.single.resolve(caller, parse(body), consent_required=True)
+            resolution = await self.single.resolve(caller, parse(_parameters(member)), consent_required=True,
+                                                   grant=False)
         except BadRequest as exc:
-            errors[index] = f"MemberBundle {index + 1}: {exc}" + (f" ({exc.expression})" if exc.expression else "")
+            errors[index] = _problem(index, exc)
             return "nomatch", None
-        except Exception as exc:  # one member's failure (HAPI trouble included) never fails the batch
-            errors[index] = f"MemberBundle {index + 1}: could not be matched ({type(exc).__name__})"
+        except Exception:  # one member's failure (HAPI trouble included) never fails the batch
+            log.exception("a bulk member could not be matched", extra={"member": index + 1})
+            errors[index] = f"MemberBundle {index + 1}: could not be matched; it may be sent again later"
             return "nomatch", None
         if resolution.outcome == "match" and resolution.patient is not None:
             return "match", resolution.patient["id"]
@@ -172,12 +276,13 @@ class BulkMemberMatch:
             contained, entries = [], []
             for index in chosen:
                 patient = _submitted(members[index].get("MemberPatient"), index)
-                if patient is None:
-                    continue
-                contained.append(patient)
-                target = f"Patient/{done[index][1]}" if outcome == "match" else f"#{patient['id']}"
-                entries.append({"entity": {"reference": target, "extension": [
-                    {"url": MATCH_EXTENSION, "valueReference": {"reference": f"#{patient['id']}"}}]}})
+                submitted = {"display": f"MemberBundle {index + 1}"}
+                if patient is not None:
+                    contained.append(patient)
+                    submitted = {"reference": f"#{patient['id']}"}
+                target = {"reference": f"Patient/{done[index][1]}"} if outcome == "match" else submitted
+                entries.append({"entity": {**target, "extension": [
+                    {"url": MATCH_EXTENSION, "valueReference": submitted}]}})
             coding = {"system": RESULT_SYSTEM, "code": code}
             group = {"resourceType": "Group", "meta": {"profile": [MATCH_GROUP if outcome == "match" else NO_MATCH_GROUP]},
                      "identifier": [{"system": GROUP_IDENTIFIER_SYSTEM, "value": f"{job.id}-{code}"}],

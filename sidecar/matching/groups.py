@@ -1,13 +1,16 @@
 """Member Match Groups for partners: `GET /fhir/Group` and `GET /fhir/Group/{id}` show a partner its own Groups only.
 
 Which Groups are whose is recorded when `$bulk-member-match` stores them; a search is sent to HAPI narrowed to
-those ids, with the PDex search parameters (`code`, `identifier`, `characteristic`,
-`characteristic-value-reference`). Another organization's Group is the same 404 as a missing one. An operator's
-unrestricted client goes through the ordinary proxy.
+those ids, with the PDex search parameters `code`, `identifier` and `characteristic`. HAPI does not know PDex's
+`characteristic-value-reference`, so the sidecar applies it to what HAPI found: a value matches a Group whose
+`characteristic.valueReference` has that literal reference or that identifier (`system|value`, or the value alone).
+Every value is checked before anything reaches HAPI (a 400 naming the parameter). Another organization's Group is
+the same 404 as a missing one. An operator's unrestricted client goes through the ordinary proxy.
 """
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+import re
+from typing import Awaitable, Callable, Iterable
 
 import orjson
 from aiohttp import web
@@ -21,10 +24,55 @@ from sidecar.proxy.upstream import Upstream, UpstreamError
 from sidecar.store import jobs
 from sidecar.store.db import Store
 
-SEARCH_PARAMETERS = {"code", "identifier", "characteristic", "characteristic-value-reference", "_id", "_count"}
+VALUE_REFERENCE = "characteristic-value-reference"
+SEARCH_PARAMETERS = {"code", "identifier", "characteristic", VALUE_REFERENCE, "_id", "_count"}
 MAX_GROUPS = 1000
+MAX_VALUE = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ID = re.compile(r"[A-Za-z0-9.-]{1,64}")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class BadSearch(Exception):
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def check_search(params: list[tuple[str, str]]) -> None:
+    """BadSearch naming the first parameter a partner's Group search cannot take: unknown, empty, overlong, with
+    control characters, an `_id` that is no FHIR id, or a `_count` that is no count."""
+    unknown = sorted({name for name, _ in params} - SEARCH_PARAMETERS)
+    if unknown:
+        raise BadSearch(f"Group search does not take {', '.join(unknown)[:200]}", "not-supported")
+    for name, value in params:
+        if not value.strip():
+            raise BadSearch(f"{name} needs a value")
+        if len(value) > MAX_VALUE or _CONTROL.search(value):
+            raise BadSearch(f"{name} must be at most {MAX_VALUE} characters with no control characters")
+        if name == "_id" and not all(_ID.fullmatch(v) for v in value.split(",")):
+            raise BadSearch("_id must be a comma list of FHIR ids")
+        if name == "_count" and not (value.isascii() and value.isdigit() and int(value) <= MAX_GROUPS):
+            raise BadSearch(f"_count must be a whole number from 0 to {MAX_GROUPS}")
+
+
+def _reference_names(reference: object) -> set[str]:
+    """What a `characteristic-value-reference` value can match in one valueReference."""
+    if not isinstance(reference, dict):
+        return set()
+    identifier = reference.get("identifier") if isinstance(reference.get("identifier"), dict) else {}
+    names = {reference.get("reference"), identifier.get("value")}
+    if identifier.get("value"):
+        names.add(f"{identifier.get('system', '')}|{identifier['value']}")
+    return {n for n in names if isinstance(n, str) and n}
+
+
+def _has_value_references(group: dict, wanted: Iterable[str]) -> bool:
+    """Each occurrence of the parameter must match (AND); a comma list matches any of its values (OR)."""
+    present = set().union(*(_reference_names(c.get("valueReference")) for c in group.get("characteristic") or ()
+                            if isinstance(c, dict)))
+    return all(present & set(value.split(",")) for value in wanted)
 
 
 class PartnerGroups:
@@ -63,20 +111,25 @@ class PartnerGroups:
             try:
                 params += await form_pairs(request)
             except BadForm as exc:
-                return outcome_response(400, "invalid", str(exc))
-        unknown = sorted({name for name, _ in params} - SEARCH_PARAMETERS)
-        if unknown:
-            return outcome_response(400, "not-supported", f"Group search does not take {', '.join(unknown)}")
+                note_refusal(request, str(exc))
+                return outcome_response(exc.status, "invalid", str(exc))
+        try:
+            check_search(params)
+        except BadSearch as exc:
+            note_refusal(request, str(exc))
+            return outcome_response(400, exc.code, str(exc))
         own = await self.store.run(jobs.groups_of, self.store, caller.client.organization)
         asked = {v for name, value in params if name == "_id" for v in value.split(",")}
         ids = [g for g in own if not asked or g in asked][-MAX_GROUPS:]
         found = []
         if ids:
-            query = [(n, v) for n, v in params if n not in ("_id", "_count")]
+            query = [(n, v) for n, v in params if n not in ("_id", "_count", VALUE_REFERENCE)]
             try:
                 found = await self.upstream.search("Group", [*query, ("_id", ",".join(ids)), ("_count", str(len(ids)))])
             except UpstreamError as error:
                 return error.response()
+        wanted = [v for n, v in params if n == VALUE_REFERENCE]
+        found = [g for g in found if _has_value_references(g, wanted)]
         base = self.settings.public_fhir_base
         bundle = {"resourceType": "Bundle", "type": "searchset",
                   "link": [{"relation": "self", "url": f"{base}/Group" + (f"?{request.query_string}"

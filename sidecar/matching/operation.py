@@ -82,7 +82,7 @@ def parse(body: object) -> MatchRequest:
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise BadRequest("the body must be a Parameters resource")
     raw_parameters = body.get("parameter") if isinstance(body.get("parameter"), list) else []
-    names = [p.get("name") if isinstance(p, dict) else "" for p in raw_parameters]
+    names = [p["name"] if isinstance(p, dict) and isinstance(p.get("name"), str) else "" for p in raw_parameters]
     found: dict[str, dict] = {}
     for name, parameter in zip(names, raw_parameters):
         if name not in PARAMETER_TYPES:
@@ -202,9 +202,11 @@ class MemberMatch:
             found = (await self.candidates.coverages([patient["id"]]))[patient["id"]]  # the subscriber id, as a last resort
         return fhir_json_response(self._answer(patient, found))
 
-    async def resolve(self, caller: Caller, match_request: MatchRequest, consent_required: bool = False) -> Resolution:
+    async def resolve(self, caller: Caller, match_request: MatchRequest, consent_required: bool = False,
+                      grant: bool = True) -> Resolution:
         """One member's match, as `$member-match` and each member of `$bulk-member-match` need it: consent terms,
-        throttling, matching, and on a match with a Consent the stored Consent and the grant."""
+        throttling, matching, and on a match with a Consent (unless `grant` is False: a bulk match grants only once
+        its Groups are stored) the stored Consent and the grant."""
         terms = self._consent_terms(match_request, caller, consent_required)
         if isinstance(terms, str):
             return Resolution("consent", reason=terms)
@@ -221,7 +223,7 @@ class MemberMatch:
         if verdict.outcome != "match" or verdict.best is None:
             return Resolution(verdict.outcome, explanation=explanation)
         patient_id = verdict.best[0]
-        if terms is not None and match_request.consent is not None:
+        if grant and terms is not None and match_request.consent is not None:
             await self._grant(caller, patient_id, match_request.consent, terms)
         return Resolution("match", patients[patient_id], coverages[patient_id], explanation=explanation)
 

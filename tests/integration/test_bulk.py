@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.client.smart import token_form
-from tests.integration.test_member_match import consent
+from tests.integration.test_member_match import THIS_PAYER, consent
 from tests.smart import Registered, register_client
 
 pytestmark = pytest.mark.hapi
@@ -162,14 +162,101 @@ def world(hapi, sidecar) -> World:
 def test_bulk_match_puts_each_member_in_the_right_group(world):
     matched = {m["entity"]["reference"] for m in world.groups["match"]["member"]}
     assert matched == {f"Patient/{world.patients[i]}" for i in world.matched}
-    assert len(world.groups["nomatch"]["member"]) == UNKNOWN
+    assert len(world.groups["nomatch"]["member"]) == UNKNOWN + 1, "the MemberBundle without a MemberPatient too"
     assert len(world.groups["consentconstraint"]["member"]) == CONSTRAINED
+    submitted = [m["entity"]["extension"][0]["valueReference"] for g in world.groups.values()
+                 for m in g.get("member", [])]
+    assert [s for s in submitted if "reference" not in s] == [{"display": f"MemberBundle {MATCHED + CONSTRAINED + UNKNOWN + 1}"}]
     for group in world.groups.values():
         for member in group.get("member", []):
-            contained_ref = member["entity"]["extension"][0]["valueReference"]["reference"]
-            assert any(f"#{c['id']}" == contained_ref for c in group["contained"]), "the submitted Patient is contained"
+            contained_ref = member["entity"]["extension"][0]["valueReference"].get("reference")
+            assert contained_ref is None or any(f"#{c['id']}" == contained_ref for c in group["contained"]), \
+                "the submitted Patient is contained"
     assert world.groups["match"]["characteristic"][0]["valueReference"]["identifier"]["value"] == \
         world.partner.organization
+
+
+def seed_member(hapi, run: str) -> tuple[dict, str, str]:
+    """One new member at this payer: the Patient as a partner would describe them, their card and their id here."""
+    rng = random.Random(run)
+    person = {"resourceType": "Patient", "name": [{"family": letters(rng, 9), "given": [letters(rng, 7)]}],
+              "gender": "female", "birthDate": "1981-02-03"}
+    urn = f"urn:uuid:{uuid.uuid4()}"
+    status, _, body = call("POST", hapi.base_url, body={"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": urn, "resource": person, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Coverage", "status": "active", "subscriberId": f"{run}-good",
+                      "beneficiary": {"reference": urn}, "payor": [{"display": "This Payer"}]},
+         "request": {"method": "POST", "url": "Coverage"}}]})
+    assert status == 200, body[:500]
+    return person, f"{run}-good", json.loads(body)["entry"][0]["response"]["location"].split("/")[1]
+
+
+def bulk_match(sidecar, bearer: str, bundles: list[dict]) -> tuple[str, int, bytes]:
+    status, headers, body = call("POST", f"{sidecar.fhir_base}/Group/$bulk-member-match", bearer,
+                                 {"resourceType": "Parameters", "parameter": bundles}, {"Prefer": "respond-async"})
+    assert status == 202, body[:500]
+    status, _, body = await_job(headers["Content-Location"], bearer)
+    return headers["Content-Location"], status, body
+
+
+def test_one_malformed_member_goes_to_nonmatched_and_the_good_one_is_matched_and_granted(hapi, sidecar):
+    from sidecar.store.db import Store
+    from sidecar.store.grants import granted_members
+
+    person, card, patient_id = seed_member(hapi, uuid.uuid4().hex[:8])
+    partner = register_client(sidecar.data_dir, scopes=PARTNER_SCOPES)
+    time.sleep(1.0)
+    bearer = token(sidecar, partner)
+    malformed = {**person, "name": [{"family": "Other", "given": ["Person"]}], "birthDate": "1990-13-45"}
+    _, status, body = bulk_match(sidecar, bearer, [
+        member_bundle(malformed, "no-such-card", consent(partner.organization)),
+        member_bundle(person, card, consent(partner.organization))])
+    assert status == 200, body[:500]
+    manifest = json.loads(body)
+    groups = {g["code"]["coding"][0]["code"]: g for item in manifest["output"] if item["type"] == "Group"
+              for g in ndjson(item["url"], bearer)}
+    assert [m["entity"]["reference"] for m in groups["match"]["member"]] == [f"Patient/{patient_id}"]
+    assert [m["entity"]["extension"][0]["valueReference"] for m in groups["nomatch"]["member"]] == [
+        {"display": "MemberBundle 1"}]
+    assert "contained" not in groups["nomatch"], "a Patient that is not valid FHIR is not contained"
+    errors = [o for item in manifest["error"] for o in ndjson(item["url"], bearer)]
+    assert len(errors) == 1 and "MemberBundle 1" in errors[0]["issue"][0]["diagnostics"]
+    assert "birthDate" in errors[0]["issue"][0]["diagnostics"]
+    store = Store(sidecar.data_dir)
+    try:
+        assert set(granted_members(store, partner.organization)) == {patient_id}
+    finally:
+        store.close()
+
+
+def test_a_bulk_match_whose_groups_cannot_be_stored_fails_and_leaves_no_grants_or_consents(hapi, tmp_path):
+    from sidecar.devstack import SidecarProcess
+    from sidecar.store.db import Store
+    from sidecar.store.grants import granted_members
+    from tests.relay import FailingRelay
+
+    person, card, _ = seed_member(hapi, uuid.uuid4().hex[:8])
+    with FailingRelay(hapi.base_url) as relay:
+        sidecar = SidecarProcess(relay.base_url, tmp_path / "unstorable",
+                                 extra_env={"SIDECAR_PAYER_IDENTIFIERS": THIS_PAYER}).start()
+        try:
+            partner = register_client(sidecar.data_dir, scopes=PARTNER_SCOPES)
+            time.sleep(1.0)
+            bearer = token(sidecar, partner)
+            relay.fail_when = lambda path: path.rstrip("/") == "/fhir"  # the transaction storing the Groups
+            status_url, status, body = bulk_match(sidecar, bearer, [
+                member_bundle(person, card, consent(partner.organization))])
+            assert status >= 500, body[:300]
+            store = Store(sidecar.data_dir)
+            try:
+                assert granted_members(store, partner.organization) == {}
+            finally:
+                store.close()
+        finally:
+            sidecar.stop()
+    job = status_url.rsplit("/", 1)[1]
+    status, _, body = call("GET", f"{hapi.base_url}/Consent?identifier=urn:pdex-sidecar:bulk-member-match|{job}-consent-0")
+    assert status == 200 and not json.loads(body).get("entry")
 
 
 def test_the_manifest_lists_group_and_parameters_files_and_the_malformed_member_as_an_error(world):
@@ -208,6 +295,69 @@ def test_a_group_search_form_that_is_not_utf8_is_400(world, sidecar):
     with pytest.raises(urllib.error.HTTPError) as raised:
         urllib.request.urlopen(request, timeout=30)
     assert raised.value.code == 400 and json.loads(raised.value.read())["issue"][0]["code"] == "invalid"
+
+
+@pytest.mark.parametrize("body, element", [
+    ({"resourceType": "Parameters", "parameter": {"name": "MemberBundle"}}, "Parameters.parameter"),
+    ({"resourceType": "Parameters", "parameter": [{"name": "MemberBundle", "part": "x"}]},
+     "Parameters.parameter[0].part"),
+    ({"resourceType": "Parameters", "parameter": [{"name": "MemberBundle", "part": [
+        {"name": "MemberPatient", "resource": "Patient"}]}]}, "Parameters.parameter[0].part[0].resource"),
+], ids=["parameter-object", "part-string", "resource-string"])
+def test_a_bulk_member_match_envelope_of_the_wrong_shape_is_400_naming_the_element(world, sidecar, body, element):
+    status, _, answer = call("POST", f"{sidecar.fhir_base}/Group/$bulk-member-match", world.bearer, body,
+                             {"Prefer": "respond-async"})
+    issue = json.loads(answer)["issue"][0]
+    assert status == 400 and issue["code"] == "invalid" and issue["expression"] == [element]
+
+
+@pytest.mark.parametrize("parameter", [{"name": "_type", "valueString": "Patient"}, "_type"],
+                         ids=["object", "string"])
+def test_an_export_kickoff_whose_parameter_is_not_an_array_is_400_naming_it(world, sidecar, parameter):
+    status, _, answer = call("POST", f"{sidecar.fhir_base}/Patient/$export", world.bearer,
+                             {"resourceType": "Parameters", "parameter": parameter}, {"Prefer": "respond-async"})
+    issue = json.loads(answer)["issue"][0]
+    assert status == 400 and issue["code"] == "invalid" and issue["expression"] == ["Parameters.parameter"]
+
+
+def raw_post(url: str, bearer: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, method="POST", data=body, headers={
+        "Authorization": f"Bearer {bearer}", "Content-Type": content_type, "Accept": "application/fhir+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def search_groups(sidecar, world: World, query: str) -> tuple[int, dict]:
+    status, _, body = call("GET", f"{sidecar.fhir_base}/Group?{query}", world.bearer)
+    return status, json.loads(body)
+
+
+def test_a_multipart_group_search_form_is_415(world, sidecar):
+    body = b'--b\r\nContent-Disposition: form-data; name="code"\r\n\r\nmatch\r\n--b'  # no closing boundary
+    status, answer = raw_post(f"{sidecar.fhir_base}/Group/_search", world.bearer, body,
+                              "multipart/form-data; boundary=b")
+    assert status == 415 and json.loads(answer)["resourceType"] == "OperationOutcome"
+
+
+def test_an_empty_characteristic_value_reference_is_400_naming_it(world, sidecar):
+    status, outcome = search_groups(sidecar, world, "characteristic-value-reference=")
+    assert status == 400 and "characteristic-value-reference" in outcome["issue"][0]["diagnostics"]
+
+
+def test_a_group_search_count_that_is_no_number_is_400_naming_it(world, sidecar):
+    status, outcome = search_groups(sidecar, world, "_count=abc")
+    assert status == 400 and "_count" in outcome["issue"][0]["diagnostics"]
+
+
+def test_a_partner_finds_its_groups_by_characteristic_value_reference(world, sidecar):
+    own = urllib.parse.quote(world.partner.organization)
+    status, bundle = search_groups(sidecar, world, f"code=match&characteristic-value-reference={own}")
+    assert status == 200 and [e["resource"]["id"] for e in bundle["entry"]] == [world.groups["match"]["id"]]
+    status, bundle = search_groups(sidecar, world, "characteristic-value-reference=Organization/someone-else")
+    assert status == 200 and not bundle.get("entry")
 
 
 def export_group(sidecar, world: World, parameters: list[dict]) -> dict[str, list[dict]]:
@@ -255,6 +405,12 @@ def test_run_off_since_the_last_transaction_time_returns_only_what_changed(world
     assert [o["id"] for o in later["Observation"]] == [json.loads(body)["id"]]
 
 
+def test_a_type_filter_of_plain_search_parameters_is_run(world, sidecar):
+    found = export_group(sidecar, world, [{"name": "_type", "valueString": "Observation"},
+                                          {"name": "_typeFilter", "valueString": "Observation?status=final"}])
+    assert found["Observation"] and all(o["status"] == "final" for o in found["Observation"])
+
+
 def test_a_cancelled_export_is_gone(world, sidecar):
     url = f"{sidecar.fhir_base}/Group/{world.groups['match']['id']}/$export?_type=Observation"
     status, headers, _ = call("GET", url, world.bearer, headers={"Prefer": "respond-async"})
@@ -266,6 +422,12 @@ def test_a_cancelled_export_is_gone(world, sidecar):
 @pytest.mark.parametrize("query, fragment", [
     ("_outputFormat=text/csv", "_outputFormat"), ("_type=Claim", "cannot be exported"),
     ("_since=yesterday", "_since"), ("_typeFilter=Observation?_sort=date", "_sort"),
+    ("_typeFilter=" + urllib.parse.quote("Observation?patient=Patient/1"), "_typeFilter"),
+    ("_typeFilter=" + urllib.parse.quote("Observation?subject.name=x"), "_typeFilter"),
+    ("_type=Patient&_typeFilter=" + urllib.parse.quote("Observation?status=final"), "_typeFilter"),
+    ("_typeFilter=Observation", "_typeFilter"),
+    ("_typeFilter=" + urllib.parse.quote("Observation?no-such-parameter=1"), "_typeFilter"),
+    ("_typeFilter=" + urllib.parse.quote("Observation?date=notadate"), "_typeFilter"),
 ])
 def test_a_bad_kickoff_gets_400_naming_the_parameter(world, sidecar, query, fragment):
     url = f"{sidecar.fhir_base}/Group/{world.groups['match']['id']}/$export?{query}"
@@ -329,8 +491,9 @@ def test_an_export_interrupted_by_a_crash_resumes_after_restart(world, hapi, tmp
         sidecar.stop()
 
 
-@pytest.mark.parametrize("breaks", ["$export-poll-status", "/Binary/"], ids=["while-polling", "while-downloading"])
-def test_hapi_failing_mid_job_fails_the_export_with_a_5xx_and_no_manifest(world, hapi, tmp_path, breaks):
+def export_through_broken_hapi(world: World, hapi, tmp_path: Path, fail_when) -> tuple[int, bytes, list[str], Path]:
+    """A Group export by a partner of 5 matched members, through a relay that fails HAPI requests `fail_when`
+    picks: the final status, its body, the paths HAPI was asked for, and the sidecar's data directory."""
     from sidecar.devstack import SidecarProcess
     from sidecar.store.db import Store
     from sidecar.store.grants import Grant, add_grant
@@ -348,15 +511,29 @@ def test_hapi_failing_mid_job_fails_the_export_with_a_5xx_and_no_manifest(world,
             store.close()
             time.sleep(1.0)
             bearer = token(sidecar, client)
-            relay.fail_when = lambda path: breaks in path
+            relay.fail_when = fail_when
             url = f"{sidecar.fhir_base}/Group/{world.groups['match']['id']}/$davinci-data-export?_type=Patient"
             status, headers, _ = call("GET", url, bearer, headers={"Prefer": "respond-async"})
             assert status == 202
             status, _, body = await_job(headers["Content-Location"], bearer)
-            assert 500 <= status < 600, body[:300]
-            outcome = json.loads(body)
-            assert outcome["resourceType"] == "OperationOutcome" and "output" not in outcome
-            assert any(breaks in path for path in relay.seen)
-            assert not any((sidecar.data_dir / "jobs").glob("*/*"))
+            return status, body, list(relay.seen), sidecar.data_dir
         finally:
             sidecar.stop()
+
+
+@pytest.mark.parametrize("breaks", ["$export-poll-status", "/Binary/"], ids=["while-polling", "while-downloading"])
+def test_hapi_failing_mid_job_fails_the_export_with_a_5xx_and_no_manifest(world, hapi, tmp_path, breaks):
+    status, body, seen, data_dir = export_through_broken_hapi(world, hapi, tmp_path, lambda path: breaks in path)
+    assert 500 <= status < 600, body[:300]
+    outcome = json.loads(body)
+    assert outcome["resourceType"] == "OperationOutcome" and "output" not in outcome
+    assert any(breaks in path for path in seen)
+    assert not any((data_dir / "jobs").glob("*/*"))
+
+
+@pytest.mark.parametrize("breaks", ["/$export", "$export-poll-status"], ids=["at-kickoff", "while-polling"])
+def test_a_failed_export_says_nothing_of_what_the_fhir_server_said(world, hapi, tmp_path, breaks):
+    status, body, _, _ = export_through_broken_hapi(world, hapi, tmp_path, lambda path: path.endswith(breaks))
+    diagnostics = json.loads(body)["issue"][0]["diagnostics"]
+    assert status >= 500 and "HHH000001" not in diagnostics and "database" not in diagnostics
+    assert "127.0.0.1" not in diagnostics and "localhost" not in diagnostics

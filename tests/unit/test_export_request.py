@@ -71,3 +71,59 @@ def test_post_parameters_become_pairs_including_references():
 def test_an_unrestricted_client_without_type_leaves_the_choice_to_hapi():
     params = parse([], unrestricted=True)
     assert params.types == [] and ("_type", "") not in params.upstream_params()
+
+
+@pytest.mark.parametrize("parameter", [{"name": "_type", "valueString": "Patient"}, "_type=Patient"],
+                         ids=["object", "string"])
+def test_a_post_kickoff_whose_parameter_is_not_an_array_is_refused_naming_it(parameter):
+    with pytest.raises(BadExport) as raised:
+        pairs_of_parameters({"resourceType": "Parameters", "parameter": parameter})
+    assert raised.value.expression == "Parameters.parameter"
+
+
+@pytest.mark.parametrize("parameter", ["_type", 1, ["_type", "Patient"]])
+def test_a_post_kickoff_parameter_that_is_not_an_object_is_refused_naming_it(parameter):
+    with pytest.raises(BadExport) as raised:
+        pairs_of_parameters({"resourceType": "Parameters", "parameter": [parameter]})
+    assert raised.value.expression == "Parameters.parameter[0]"
+
+
+@pytest.mark.parametrize("name", [None, 3, ["_type"]])
+def test_a_post_kickoff_parameter_name_that_is_not_a_string_is_refused_naming_it(name):
+    with pytest.raises(BadExport) as raised:
+        pairs_of_parameters({"resourceType": "Parameters", "parameter": [{"name": name, "valueString": "Patient"}]})
+    assert raised.value.expression == "Parameters.parameter[0].name"
+
+
+@pytest.mark.parametrize("query", [
+    "Observation?patient=Patient/other", "Observation?subject:Patient=other", "Observation?_id=1",
+    "Observation?_has:Group:member:_id=g2", "Observation?encounter.patient=Patient/other",
+    "Observation?subject.identifier=x", "Patient?link=Patient/other"])
+def test_a_type_filter_that_could_widen_the_member_set_is_refused(query):
+    with pytest.raises(BadExport, match="_typeFilter"):
+        parse([("_typeFilter", query)])
+
+
+@pytest.mark.parametrize("query", ["Observation", "?code=x", "Observation?", "Observation?code",
+                                   "Observation?code=", "Observation?code=%ff", "Observation?code=a&&status=final",
+                                   "Observation?code=a\x01b", "Claim?status=active",
+                                   "Observation?code=" + "x" * 1000])
+def test_a_type_filter_that_is_not_type_and_query_for_an_exported_type_is_refused(query):
+    with pytest.raises(BadExport, match="_typeFilter"):
+        parse([("_typeFilter", query)])
+
+
+def test_a_type_filter_for_a_type_outside_the_asked_types_is_refused():
+    with pytest.raises(BadExport, match="_typeFilter"):
+        parse([("_type", "Patient"), ("_typeFilter", "Observation?status=final")])
+
+
+@pytest.mark.parametrize("parameter", ["_sort", "_revinclude", "_count", "_elements", "_filter", "_text"])
+def test_a_type_filter_with_a_result_or_server_specific_parameter_is_refused(parameter):
+    with pytest.raises(BadExport, match=parameter):
+        parse([("_typeFilter", f"Observation?{parameter}=x")])
+
+
+def test_a_type_filter_of_plain_search_parameters_is_taken_as_given():
+    query = "Observation?code=http%3A%2F%2Floinc.org%7C29463-7&date=ge2024-01-01"
+    assert parse([("_typeFilter", query)]).type_filters == [query]

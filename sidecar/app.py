@@ -70,8 +70,8 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
         status = 400
         return outcome_response(400, "invalid", str(exc), expression=[exc.parameter], headers={"X-Request-ID": rid})
     except BadForm as exc:
-        status = 400
-        return outcome_response(400, "invalid", str(exc), headers={"X-Request-ID": rid})
+        status = exc.status
+        return outcome_response(exc.status, "invalid", str(exc), headers={"X-Request-ID": rid})
     except UpstreamError as exc:
         status = exc.status
         return outcome_response(exc.status, exc.code, exc.reason, headers={"X-Request-ID": rid})

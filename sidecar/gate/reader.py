@@ -215,6 +215,9 @@ class PartnerReader:
 
     async def page(self, request: web.Request, caller: Caller) -> web.Response:
         state = self.links.open(request.query.get("_getpages", ""), caller.client.client_id)
+        # The token that follows a link may be a newer one with narrower scopes than the search's.
+        if state is not None and state.kind == SEARCH and not caller.scopes.allows(state.target, "s"):
+            state = None
         if state is None:
             note_refusal(request, "search page not issued to this client, altered, or expired")
             return not_available("this search page")

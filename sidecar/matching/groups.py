@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from sidecar.access.caller import CALLER_KEY, Caller
-from sidecar.auth.middleware import forbidden, note_refusal
+from sidecar.auth.middleware import note_refusal
 from sidecar.config import Settings
 from sidecar.fhir.body import BadForm, form_pairs
 from sidecar.fhir.outcome import fhir_json_response, outcome_response
@@ -86,8 +86,6 @@ class PartnerGroups:
         caller: Caller = request[CALLER_KEY]
         if not caller.is_partner:
             return await self.proxy(request)
-        if not caller.scopes.allows("Group", "r"):
-            return forbidden(request, "the access token's scopes do not allow reading Group")
         group_id = request.match_info["id"]
         found = []
         if await self.store.run(jobs.group_owner, self.store, group_id) == caller.client.organization:
@@ -104,8 +102,6 @@ class PartnerGroups:
         caller: Caller = request[CALLER_KEY]
         if not caller.is_partner:
             return await self.proxy(request)
-        if not caller.scopes.allows("Group", "s"):
-            return forbidden(request, "the access token's scopes do not allow searching Group")
         params = list(request.query.items())
         if request.method == "POST":
             try:

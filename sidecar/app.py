@@ -1,10 +1,12 @@
 """The aiohttp application: middlewares, routes and the objects that live as long as the app."""
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 from pathlib import Path
 
 from aiohttp import web
@@ -24,7 +26,7 @@ from sidecar.capability import CapabilityService
 from sidecar.config import Settings
 from sidecar.fhir.outcome import outcome_response
 from sidecar.health import live, ready_handler
-from sidecar.logs import request_id
+from sidecar.logs import flush_every, request_id
 from sidecar.disclosure.answers import AnswerFilter
 from sidecar.export.handlers import JobHandlers
 from sidecar.export.runner import JobRunner
@@ -46,6 +48,11 @@ log = logging.getLogger("sidecar.access")
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
+LOG_FLUSH_SECONDS = 0.2
+# Request ids: a random prefix per process and a counter, unique across replicas without a urandom call (a system
+# call) per request.
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = itertools.count(1)
 
 
 @web.middleware
@@ -53,7 +60,7 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
     """Give each request an id (the client's, if sane), log it once as JSON, and be the one error boundary: bad
     input is a 400, HAPI trouble a 502/503/504 without HAPI's text, anything else a 500 naming only the request id."""
     incoming = request.headers.get("X-Request-ID", "")
-    rid = incoming if _CLIENT_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    rid = incoming if _CLIENT_REQUEST_ID.match(incoming) else f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
     request[REQUEST_ID_KEY] = rid
     token = request_id.set(rid)
     started = time.perf_counter()
@@ -135,7 +142,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         await audit.start()
         audit.record(AuditRecord("server", "started", detail={"public_url": settings.public_url}))
         await runner.start()
+        log_flusher = asyncio.create_task(flush_every(LOG_FLUSH_SECONDS), name="log-flush")
         yield
+        log_flusher.cancel()
         await runner.close()
         await directory.close()
         await audit.close()

@@ -34,7 +34,7 @@ log = logging.getLogger("sidecar")
 
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, batched=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log.info("starting", extra={"public_url": settings.public_url, "upstream_url": settings.upstream_url,
                                 "listen": f"{settings.host}:{settings.port}"})

@@ -95,7 +95,7 @@ def verify(store: Store) -> VerifyResult:
 class AuditLog:
     """The server's audit writer: `record()` never waits on disk; a background task appends in batches."""
 
-    def __init__(self, store: Store, flush_interval: float = 0.05, batch_size: int = 500) -> None:
+    def __init__(self, store: Store, flush_interval: float = 0.1, batch_size: int = 500) -> None:
         self.store = store
         self.flush_interval = flush_interval
         self.batch_size = batch_size

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from sidecar.access.caller import PARTNER_TYPES
 from tests.integration.test_disclosure import (FHIR_JSON, Loaded, history, partner_headers,  # noqa: F401 (fixture)
                                                search_all)
 from tests.integration.test_partner_access import RECENT, grant
@@ -230,3 +231,40 @@ async def test_generated_searches_never_show_withheld_data_counts_or_short_pages
         else:
             answered += 1
     assert answered and refused
+
+
+_VALUES = {"token": ["x|1", "1", "http://loinc.org|"], "date": ["ge2020-01-01", "lt2019-06", "2021"],
+           "reference": ["Patient/1", "Organization/x", "1"], "string": ["a", "Zz"], "quantity": ["gt1", "le5.5||mg"],
+           "uri": ["http://x.example/y"], "number": ["gt1", "3"], "composite": ["x$y", "a|b$gt1"]}
+_MODIFIERS = ["", ":missing", ":not", ":exact", ":contains", ":text", ":below", ":identifier", ":of-type", ":above"]
+
+
+async def test_every_search_parameter_of_every_partner_type_is_answered_without_a_server_error(
+        anonymous, sidecar, token_url, history, seed):
+    """Each partner type's own search parameters (from HAPI's CapabilityStatement), with a value of their kind,
+    a modifier and a sort, drawn at random: the gate answers 200 or 400, never a 5xx."""
+    headers = await partner_headers(anonymous, token_url, history, REGULAR)
+    status, statement = await seed.get("metadata", _format="json")
+    assert status == 200
+    rng = random.Random(1616)
+    cases = []
+    for resource in statement["rest"][0]["resource"]:
+        if resource["type"] not in PARTNER_TYPES:
+            continue
+        for parameter in resource.get("searchParam", []):
+            kind = parameter["type"]
+            if kind not in _VALUES:
+                continue
+            value = rng.choice(_VALUES[kind])
+            modifier = rng.choice(_MODIFIERS)
+            cases.append((resource["type"], [(parameter["name"] + modifier, "true" if modifier == ":missing"
+                                              else value), ("_sort", rng.choice(["", "-"]) + parameter["name"])]))
+    statuses = {}
+    for resource_type, params in rng.sample(cases, min(len(cases), 250)):
+        status, body = await answer(anonymous, "GET", f"{sidecar.fhir_base}/{resource_type}?" + urlencode(
+            [("patient" if resource_type not in ("Patient", "Organization", "Practitioner", "Location",
+                                                 "Medication", "PractitionerRole") else "_id", history.patient_id),
+             *params, ("_count", "2")]), headers)
+        assert status in (200, 400), (resource_type, params, status, body)
+        statuses[status] = statuses.get(status, 0) + 1
+    assert statuses.get(200) and statuses.get(400)

@@ -60,13 +60,14 @@ class CapabilityService:
         self.contributors: list[Contributor] = [restrict_to_sidecar_routes, describe_sidecar]
         self._cached: tuple[float, bytes] | None = None
         self._catalog: tuple[float, SearchCatalog] | None = None
+        self._catalog_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
 
     async def _fetch_upstream(self) -> dict:
         try:
             async with self.upstream.session.get(
                     f"{self.upstream.base}/metadata", params={"_format": "json"},
-                    headers={"Accept": "application/fhir+json", "Accept-Encoding": "identity"}) as resp:
+                    headers={"Accept": "application/fhir+json", "Accept-Encoding": "gzip"}) as resp:
                 if resp.status != 200:
                     raise UpstreamError(502, "exception", "the FHIR server did not give its CapabilityStatement")
                 body = await resp.read()
@@ -94,12 +95,13 @@ class CapabilityService:
 
     async def search_catalog(self) -> SearchCatalog:
         """HAPI's search parameters per type, for the partner query allow-list (refreshed like the statement)."""
-        now = time.monotonic()
-        if self._catalog and now - self._catalog[0] < self.ttl:
+        if self._catalog and time.monotonic() - self._catalog[0] < self.ttl:
             return self._catalog[1]
-        catalog = SearchCatalog.from_capability_statement(await self._fetch_upstream())
-        self._catalog = (now, catalog)
-        return catalog
+        async with self._catalog_lock:  # HAPI's statement is 1.5 MB: concurrent first searches fetch it once
+            now = time.monotonic()
+            if not self._catalog or now - self._catalog[0] >= self.ttl:
+                self._catalog = (now, SearchCatalog.from_capability_statement(await self._fetch_upstream()))
+            return self._catalog[1]
 
     async def handle(self, request: web.Request) -> web.Response:
         try:

@@ -56,8 +56,10 @@ def refused_query(error: QueryRefused) -> web.Response:
     return outcome_response(400, "invalid", str(error), expression=[error.parameter])
 
 
-def _batch(count: int) -> int:
-    return min(max(count + 1, 50), MAX_BATCH)
+def _later_batch(count: int) -> int:
+    """HAPI's page size after the first: the first asks for `count` + 1 (a full page and the one that says another
+    follows), which is enough unless something was withheld; then larger steps keep round trips few."""
+    return min(max(2 * (count + 1), 50), MAX_BATCH)
 
 
 def _next_page_id(bundle: dict) -> str | None:
@@ -254,10 +256,9 @@ class PartnerReader:
                     ) -> web.Response:
         """Read HAPI's pages from `start` until `count` released matches and one more are found, or HAPI has no
         more; answer the first `count` with the includes that belong to them and, if one more exists, a link."""
-        batch = _batch(state.count)
         scan = _Scan(search_id=state.search_id or None)
         offset = start
-        status, body = await first(batch)
+        status, body = await first(state.count + 1)
         while True:
             if status != 200:
                 return self._hapi_refusal(request, status)
@@ -274,7 +275,8 @@ class PartnerReader:
                 note_refusal(request, f"more than {MAX_SCANNED} results read for one page")
                 return outcome_response(422, "too-costly", "this search reads too much to answer; narrow it "
                                                            "(for example with a date or a code)")
-            status, body = await self._continue(request, scan.search_id or "", offset, batch, state)
+            status, body = await self._continue(request, scan.search_id or "", offset,
+                                                _later_batch(state.count), state)
         page = [resource for _, resource in scan.matches[:state.count]]
         next_url = None
         if len(scan.matches) > state.count and scan.search_id:

@@ -22,6 +22,7 @@ from sidecar.auth.token_endpoint import TokenEndpoint
 from sidecar.auth.tokens import TokenService
 from sidecar.capability import CapabilityService
 from sidecar.config import Settings
+from sidecar.fhir.hapi_trouble import status_and_code
 from sidecar.fhir.outcome import outcome_response
 from sidecar.health import live, ready_handler
 from sidecar.logs import request_id
@@ -31,13 +32,14 @@ from sidecar.export.runner import JobRunner
 from sidecar.gate.gate import DisclosureGate
 from sidecar.gate.pages import PageLinks
 from sidecar.gate.reader import PartnerReader
+from sidecar.hapi.client import HapiClient
+from sidecar.hapi.errors import HapiError
 from sidecar.matching.bulk import BulkMemberMatch, advertise_bulk_member_match
 from sidecar.matching.groups import PartnerGroups
 from sidecar.matching.operation import MemberMatch, advertise_member_match
 from sidecar.matching.scoring import Scorer, load_nicknames, load_weights
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.rewrite import UrlMap
-from sidecar.proxy.upstream import Upstream, UpstreamError
 from sidecar.store.db import Store
 from sidecar.store.secrets import shared_secret
 
@@ -72,9 +74,9 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
     except BadForm as exc:
         status = exc.status
         return outcome_response(exc.status, "invalid", str(exc), headers={"X-Request-ID": rid})
-    except UpstreamError as exc:
-        status = exc.status
-        return outcome_response(exc.status, exc.code, exc.reason, headers={"X-Request-ID": rid})
+    except HapiError as exc:
+        status, code = status_and_code(exc)
+        return outcome_response(status, code, exc.reason, headers={"X-Request-ID": rid})
     except Exception:
         log.exception("unhandled error")
         return outcome_response(500, "exception", "internal error; quote the X-Request-ID when reporting it",
@@ -101,7 +103,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     token_endpoint = TokenEndpoint(token_url(settings), directory, jwks, tokens, audit, settings.clock_skew_seconds)
 
     app = web.Application(middlewares=[request_context, bearer.middleware, authorize])
-    upstream = Upstream(settings)
+    upstream = HapiClient(settings)
     url_map = UrlMap.between(settings.upstream_base, settings.public_fhir_base)
     capability = CapabilityService(settings, upstream, url_map)
     capability.contributors.append(advertise_smart_security)

@@ -18,9 +18,9 @@ from sidecar.capability import CapabilityService
 from sidecar.gate.gate import DisclosureGate
 from sidecar.gate.pages import PageLinks
 from sidecar.gate.reader import PartnerReader
+from sidecar.hapi.client import HapiClient
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.rewrite import UrlMap
-from sidecar.proxy.upstream import Upstream
 from sidecar.store.clients import Client
 
 EVERYONE = Caller(Client("open", "Organization/open", "system/*.*", {"keys": []}, None, True, True, 0),
@@ -35,7 +35,7 @@ async def no_authorization(request: web.Request, handler):
 
 def main() -> None:
     settings = load_settings()
-    upstream = Upstream(settings)
+    upstream = HapiClient(settings)
     url_map = UrlMap.between(settings.upstream_base, settings.public_fhir_base)
     gate = DisclosureGate(AnswerFilter.configured(settings, upstream.by_ids))
     reader = PartnerReader(upstream, url_map, gate, PageLinks(PageLinks.new_key().encode()),

@@ -16,14 +16,13 @@ from sidecar.auth.directory import Directory
 from sidecar.auth.discovery import advertise_smart_security, smart_configuration_handler, token_url
 from sidecar.auth.jwks import JwksCache
 from sidecar.auth.middleware import BearerAuth
-from sidecar.fhir.body import BadForm
-from sidecar.gate.query import QueryRefused
 from sidecar.gate.table import OPEN_ROUTES, PROXY_ROUTE_KEY, authorize, register
 from sidecar.proxy.routes import Refusal, resolve
 from sidecar.auth.token_endpoint import TokenEndpoint
 from sidecar.auth.tokens import TokenService
 from sidecar.capability import CapabilityService
 from sidecar.config import Settings
+from sidecar.fhir.boundary import answer_for
 from sidecar.fhir.outcome import outcome_response
 from sidecar.health import live, ready_handler
 from sidecar.logs import flush_every, request_id
@@ -33,13 +32,13 @@ from sidecar.export.runner import JobRunner
 from sidecar.gate.gate import DisclosureGate
 from sidecar.gate.pages import PageLinks
 from sidecar.gate.reader import PartnerReader
+from sidecar.hapi.client import HapiClient
 from sidecar.matching.bulk import BulkMemberMatch, advertise_bulk_member_match
 from sidecar.matching.groups import PartnerGroups
 from sidecar.matching.operation import MemberMatch, advertise_member_match
 from sidecar.matching.scoring import Scorer, load_nicknames, load_weights
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.rewrite import UrlMap
-from sidecar.proxy.upstream import Upstream, UpstreamError
 from sidecar.store.db import Store
 from sidecar.store.secrets import shared_secret
 
@@ -69,20 +68,11 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
         response = await handler(request)
         status = response.status
         return response
-    except web.HTTPException as exc:
-        status = exc.status
-        return outcome_response(exc.status, "not-found" if exc.status == 404 else "processing",
-                                exc.reason, headers={"X-Request-ID": rid})
-    except QueryRefused as exc:
-        status = 400
-        return outcome_response(400, "invalid", str(exc), expression=[exc.parameter], headers={"X-Request-ID": rid})
-    except BadForm as exc:
-        status = exc.status
-        return outcome_response(exc.status, "invalid", str(exc), headers={"X-Request-ID": rid})
-    except UpstreamError as exc:
-        status = exc.status
-        return outcome_response(exc.status, exc.code, exc.reason, headers={"X-Request-ID": rid})
-    except Exception:
+    except Exception as exc:
+        answer = answer_for(exc)
+        if answer is not None:
+            status = answer.status
+            return answer
         log.exception("unhandled error")
         return outcome_response(500, "exception", "internal error; quote the X-Request-ID when reporting it",
                                 headers={"X-Request-ID": rid})
@@ -108,7 +98,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     token_endpoint = TokenEndpoint(token_url(settings), directory, jwks, tokens, audit, settings.clock_skew_seconds)
 
     app = web.Application(middlewares=[request_context, bearer.middleware, authorize])
-    upstream = Upstream(settings)
+    upstream = HapiClient(settings)
     url_map = UrlMap.between(settings.upstream_base, settings.public_fhir_base)
     capability = CapabilityService(settings, upstream, url_map)
     capability.contributors.append(advertise_smart_security)

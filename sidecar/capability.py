@@ -9,7 +9,6 @@ import asyncio
 import time
 from typing import Callable
 
-import aiohttp
 import orjson
 from aiohttp import web
 
@@ -17,8 +16,9 @@ from sidecar import __version__
 from sidecar.config import Settings
 from sidecar.fhir.outcome import FHIR_JSON
 from sidecar.gate.query import SearchCatalog
+from sidecar.hapi.client import HapiClient, parsed, refused
+from sidecar.hapi.errors import HapiError, HapiErrorKind
 from sidecar.proxy.rewrite import UrlMap
-from sidecar.proxy.upstream import Upstream, UpstreamError, classify_client_error
 
 Contributor = Callable[[dict, Settings], None]
 
@@ -52,7 +52,7 @@ def describe_sidecar(statement: dict, settings: Settings) -> None:
 
 
 class CapabilityService:
-    def __init__(self, settings: Settings, upstream: Upstream, url_map: UrlMap, ttl_seconds: float = 60.0) -> None:
+    def __init__(self, settings: Settings, upstream: HapiClient, url_map: UrlMap, ttl_seconds: float = 60.0) -> None:
         self.settings = settings
         self.upstream = upstream
         self.url_map = url_map
@@ -64,21 +64,15 @@ class CapabilityService:
         self._lock = asyncio.Lock()
 
     async def _fetch_upstream(self) -> dict:
-        try:
-            async with self.upstream.session.get(
-                    f"{self.upstream.base}/metadata", params={"_format": "json"},
-                    headers={"Accept": "application/fhir+json", "Accept-Encoding": "gzip"}) as resp:
-                if resp.status != 200:
-                    raise UpstreamError(502, "exception", "the FHIR server did not give its CapabilityStatement")
-                body = await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise classify_client_error(exc) from exc
-        try:
-            statement = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(502, "exception", "the FHIR server gave a malformed CapabilityStatement") from exc
+        async with self.upstream.request(
+                "GET", f"{self.upstream.base}/metadata", params={"_format": "json"},
+                headers={"Accept": "application/fhir+json", "Accept-Encoding": "gzip"}) as resp:
+            body = await resp.read()
+        if resp.status != 200:
+            raise refused(resp.status, body, "the FHIR server did not give its CapabilityStatement")
+        statement = parsed(body, "CapabilityStatement")
         if not isinstance(statement, dict) or statement.get("resourceType") != "CapabilityStatement":
-            raise UpstreamError(502, "exception", "the FHIR server gave a malformed CapabilityStatement")
+            raise HapiError(HapiErrorKind.MALFORMED, "the FHIR server gave a malformed CapabilityStatement")
         return statement
 
     async def statement_bytes(self) -> bytes:
@@ -104,8 +98,5 @@ class CapabilityService:
             return self._catalog[1]
 
     async def handle(self, request: web.Request) -> web.Response:
-        try:
-            body = await self.statement_bytes()
-        except UpstreamError as error:
-            return error.response()
+        body = await self.statement_bytes()
         return web.Response(body=body, content_type=FHIR_JSON, charset="utf-8")

@@ -1,12 +1,11 @@
 """Liveness (the process answers) and readiness (HAPI answers too)."""
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 from aiohttp import web
 
-from sidecar.proxy.upstream import Upstream
+from sidecar.hapi.client import HapiClient
+from sidecar.hapi.errors import HapiError
 
 READY_TIMEOUT = aiohttp.ClientTimeout(total=3)
 
@@ -15,15 +14,15 @@ async def live(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def ready_handler(upstream: Upstream):
+def ready_handler(upstream: HapiClient):
     async def ready(request: web.Request) -> web.Response:
         try:
-            async with upstream.session.get(f"{upstream.base}/metadata", params={"_summary": "true"},
-                                            headers={"Accept": "application/fhir+json"},
-                                            timeout=READY_TIMEOUT) as resp:
+            async with upstream.request("GET", f"{upstream.base}/metadata", params={"_summary": "true"},
+                                        headers={"Accept": "application/fhir+json"},
+                                        timeout=READY_TIMEOUT) as resp:
                 await resp.read()
                 hapi_ok = resp.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except HapiError:
             hapi_ok = False
         if hapi_ok:
             return web.json_response({"status": "ready", "checks": {"hapi": "up"}})

@@ -16,6 +16,7 @@ from sidecar.audit.chain import AuditLog, AuditRecord
 from sidecar.auth.directory import Directory
 from sidecar.auth.scopes import ScopeError, ScopeSet
 from sidecar.auth.tokens import TokenInvalid, TokenService
+from sidecar.fhir.boundary import answer_for
 from sidecar.fhir.outcome import outcome_response
 
 log = logging.getLogger("sidecar.auth")
@@ -114,9 +115,12 @@ class BearerAuth:
             response = await handler(request)
             status = response.status
             return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
+        except Exception as exc:
+            answer = answer_for(exc)
+            if answer is None:
+                raise
+            status = answer.status
+            return answer
         finally:
             refused = status >= 400
             self.audit.record(AuditRecord(

@@ -25,7 +25,6 @@ from sidecar.export.runner import JobRunner
 from sidecar.fhir.body import BodyTooLarge, read_limited
 from sidecar.fhir.outcome import outcome_response
 from sidecar.fhir.resource_types import R4_RESOURCE_TYPES
-from sidecar.proxy.upstream import UpstreamError
 from sidecar.store import jobs
 from sidecar.store.db import Store
 
@@ -133,8 +132,6 @@ class JobHandlers:
                                   self.settings.lookback_years, self.settings.export_since_floor, operation,
                                   unrestricted=not caller.is_partner)
             await self._check_filters(params, allowed)
-        except UpstreamError as error:
-            return error.response()
         except BadExport as exc:
             note_refusal(request, str(exc))
             return outcome_response(exc.status, "invalid", str(exc),

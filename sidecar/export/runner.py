@@ -28,7 +28,9 @@ from sidecar.disclosure.dates import parse_fhir_moment, utc_now
 from sidecar.export.hapi_export import HapiExport
 from sidecar.export.references import PointedTo
 from sidecar.export.request import ExportParams
-from sidecar.proxy.upstream import Upstream, UpstreamError
+from sidecar.fhir.hapi_trouble import status_and_code
+from sidecar.hapi.client import HapiClient
+from sidecar.hapi.errors import HapiError
 from sidecar.store import jobs
 from sidecar.store.db import Store
 from sidecar.store.grants import granted_members
@@ -52,7 +54,7 @@ def outcome_line(severity: str, code: str, diagnostics: str) -> bytes:
 
 
 class JobRunner:
-    def __init__(self, settings: Settings, store: Store, upstream: Upstream, disclosure: AnswerFilter) -> None:
+    def __init__(self, settings: Settings, store: Store, upstream: HapiClient, disclosure: AnswerFilter) -> None:
         self.settings = settings
         self.store = store
         self.upstream = upstream
@@ -104,9 +106,10 @@ class JobRunner:
                 raise
             except JobCancelled:
                 return
-            except UpstreamError as error:
+            except HapiError as error:
                 log.warning("job failed at the FHIR server", extra={"job": job.id, "reason": error.reason})
-                await self._fail(job, error.status if error.status >= 500 else 502, error.reason)
+                status, _ = status_and_code(error)
+                await self._fail(job, status, error.reason)
             except Exception:
                 log.exception("job failed", extra={"job": job.id})
                 await self._fail(job, 500, "the job failed; quote its id when reporting it")
@@ -186,9 +189,9 @@ class JobRunner:
             try:
                 poll = await self.hapi.poll(poll_url)
                 failures = 0
-            except UpstreamError as error:
+            except HapiError as error:
                 failures += 1
-                if error.status not in (503, 504) or failures > TRANSIENT_RETRIES:
+                if not error.transient or failures > TRANSIENT_RETRIES:
                     raise
                 poll = None
             if poll is not None and poll.done and poll.manifest is not None:

@@ -30,8 +30,9 @@ from sidecar.fhir.outcome import outcome_response
 from sidecar.gate.gate import DisclosureGate
 from sidecar.gate.pages import PageLinks, PageState
 from sidecar.gate.query import QueryRefused, SearchCatalog, canonical_everything, check_plain_read
+from sidecar.hapi.client import HapiClient
+from sidecar.hapi.errors import HapiError, HapiErrorKind
 from sidecar.proxy.rewrite import UrlMap
-from sidecar.proxy.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("sidecar.gate")
 
@@ -114,7 +115,7 @@ class _Scan:
 
 
 class PartnerReader:
-    def __init__(self, upstream: Upstream, url_map: UrlMap, gate: DisclosureGate, links: PageLinks,
+    def __init__(self, upstream: HapiClient, url_map: UrlMap, gate: DisclosureGate, links: PageLinks,
                  catalog: Catalog, public_fhir_base: str) -> None:
         self.upstream = upstream
         self.url_map = url_map
@@ -263,7 +264,7 @@ class PartnerReader:
             if status != 200:
                 return self._hapi_refusal(request, status)
             if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
-                raise UpstreamError(502, "exception", "the FHIR server gave a malformed answer")
+                raise HapiError(HapiErrorKind.MALFORMED)
             scan.search_id = scan.search_id or _search_id(body)
             read = await self._take(request, caller, state, body, offset, scan)
             offset += read
@@ -317,7 +318,7 @@ class PartnerReader:
         if 400 <= status < 500:
             note_refusal(request, f"HAPI refused the search ({status})")
             return outcome_response(400, "invalid", "the FHIR server could not run this search")
-        raise UpstreamError(502, "exception", "the FHIR server gave an unexpected answer")
+        raise HapiError(HapiErrorKind.REFUSED)
 
     def _bundle(self, matches: list[dict], includes: list[dict], self_url: str, next_url: str | None
                 ) -> web.Response:

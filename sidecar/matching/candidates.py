@@ -19,7 +19,7 @@ import asyncio
 from datetime import date, timedelta
 
 from sidecar.matching.person import SSN_SYSTEM, Person, member_id
-from sidecar.proxy.upstream import Upstream
+from sidecar.hapi.client import HapiClient
 
 BLOCK_SIZE = 200
 
@@ -57,7 +57,7 @@ def card_values(request: Person, raw_ids: list[str]) -> list[str]:
 
 
 class CandidateSource:
-    def __init__(self, upstream: Upstream) -> None:
+    def __init__(self, upstream: HapiClient) -> None:
         self.upstream = upstream
 
     async def _gather(self, searches: list[tuple[str, list[tuple[str, str]]]], patients: dict[str, dict]) -> None:

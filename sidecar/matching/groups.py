@@ -20,7 +20,7 @@ from sidecar.auth.middleware import note_refusal
 from sidecar.config import Settings
 from sidecar.fhir.body import BadForm, form_pairs
 from sidecar.fhir.outcome import fhir_json_response, outcome_response
-from sidecar.proxy.upstream import Upstream, UpstreamError
+from sidecar.hapi.client import HapiClient
 from sidecar.store import jobs
 from sidecar.store.db import Store
 
@@ -76,7 +76,7 @@ def _has_value_references(group: dict, wanted: Iterable[str]) -> bool:
 
 
 class PartnerGroups:
-    def __init__(self, settings: Settings, store: Store, upstream: Upstream, proxy: Handler) -> None:
+    def __init__(self, settings: Settings, store: Store, upstream: HapiClient, proxy: Handler) -> None:
         self.settings = settings
         self.store = store
         self.upstream = upstream
@@ -89,10 +89,7 @@ class PartnerGroups:
         group_id = request.match_info["id"]
         found = []
         if await self.store.run(jobs.group_owner, self.store, group_id) == caller.client.organization:
-            try:
-                found = await self.upstream.by_ids("Group", [group_id])
-            except UpstreamError as error:
-                return error.response()
+            found = await self.upstream.by_ids("Group", [group_id])
         if not found:
             note_refusal(request, "not this client's Group")
             return outcome_response(404, "not-found", f"Group/{group_id} is not known")
@@ -120,10 +117,7 @@ class PartnerGroups:
         found = []
         if ids:
             query = [(n, v) for n, v in params if n not in ("_id", "_count", VALUE_REFERENCE)]
-            try:
-                found = await self.upstream.search("Group", [*query, ("_id", ",".join(ids)), ("_count", str(len(ids)))])
-            except UpstreamError as error:
-                return error.response()
+            found = await self.upstream.search("Group", [*query, ("_id", ",".join(ids)), ("_count", str(len(ids)))])
         wanted = [v for n, v in params if n == VALUE_REFERENCE]
         found = [g for g in found if _has_value_references(g, wanted)]
         base = self.settings.public_fhir_base

@@ -24,12 +24,12 @@ from sidecar.auth.middleware import forbidden, note_audit, note_refusal
 from sidecar.config import Settings
 from sidecar.fhir.body import BodyTooLarge, read_limited
 from sidecar.fhir.outcome import fhir_json_response, outcome_response
+from sidecar.hapi.client import HapiClient
 from sidecar.matching import throttle
 from sidecar.matching.candidates import CandidateSource, raw_card_ids
 from sidecar.matching.consent import ConsentTerms, evaluate
 from sidecar.matching.person import Person, person_of
 from sidecar.matching.scoring import SSN_AGREES, Score, Scorer, Verdict, decide
-from sidecar.proxy.upstream import Upstream, UpstreamError
 from sidecar.store.db import Store
 from sidecar.store.grants import Grant, add_grant
 
@@ -159,7 +159,7 @@ def consent_to_store(consent: dict, patient_id: str, organization: str) -> dict:
 
 
 class MemberMatch:
-    def __init__(self, settings: Settings, upstream: Upstream, store: Store, directory: Directory,
+    def __init__(self, settings: Settings, upstream: HapiClient, store: Store, directory: Directory,
                  scorer: Scorer) -> None:
         self.settings = settings
         self.upstream = upstream
@@ -181,8 +181,6 @@ class MemberMatch:
         except BadRequest as exc:
             note_refusal(request, str(exc))
             return outcome_response(400, "invalid", str(exc), expression=[exc.expression] if exc.expression else None)
-        except UpstreamError as error:
-            return error.response()
         if resolution.explanation is not None:
             note_audit(request, match=resolution.explanation)
         if resolution.outcome == "consent":

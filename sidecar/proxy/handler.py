@@ -24,7 +24,8 @@ from sidecar.gate.reader import PartnerReader
 from sidecar.fhir.body import form_pairs
 from sidecar.proxy.rewrite import URL_HEADERS, UrlMap, is_text_content
 from sidecar.proxy.routes import Route
-from sidecar.proxy.upstream import NOT_FORWARDED_UPSTREAM, NOT_RETURNED, Upstream, classify_client_error
+from sidecar.hapi.client import HapiClient
+from sidecar.proxy.headers import NOT_FORWARDED_UPSTREAM, NOT_RETURNED
 
 log = logging.getLogger("sidecar.proxy")
 
@@ -42,7 +43,7 @@ def check_operator_paging(pairs) -> None:
 
 
 class ProxyHandler:
-    def __init__(self, upstream: Upstream, url_map: UrlMap, reader: PartnerReader) -> None:
+    def __init__(self, upstream: HapiClient, url_map: UrlMap, reader: PartnerReader) -> None:
         self.upstream = upstream
         self.url_map = url_map
         self.reader = reader
@@ -77,14 +78,8 @@ class ProxyHandler:
         headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED_UPSTREAM)
         headers.update(self.upstream.forwarded_headers(request, request_id.get() or "-"))
         body = request.content.iter_chunked(CHUNK) if request.body_exists else None
-        try:
-            upstream_resp = await self.upstream.session.request(
-                request.method, url, headers=headers, data=body, allow_redirects=False)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            error = classify_client_error(exc)
-            log.warning("upstream request failed", extra={"error": repr(exc), "status": error.status})
-            return error.response()
-        async with upstream_resp:
+        async with self.upstream.request(request.method, url, headers=headers, data=body,
+                                         allow_redirects=False) as upstream_resp:
             return await self._relay(request, upstream_resp)
 
     async def _relay(self, request: web.Request, upstream_resp: aiohttp.ClientResponse) -> web.StreamResponse:
@@ -102,14 +97,9 @@ class ProxyHandler:
             if lower in NOT_RETURNED:
                 continue
             response.headers.add(key, self.url_map.text(value) if lower in URL_HEADERS else value)
-        try:
-            first = await upstream_resp.content.read(CHUNK)
-            complete = upstream_resp.content.at_eof()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            error = classify_client_error(exc)
-            log.warning("upstream body failed before any byte was sent",
-                        extra={"error": repr(exc), "status": error.status})
-            return error.response()
+        # Trouble before any byte is sent leaves as HAPI trouble, answered at the error boundary.
+        first = await upstream_resp.content.read(CHUNK)
+        complete = upstream_resp.content.at_eof()
         if complete:
             # The whole body arrived in one read (most FHIR answers): one write with a Content-Length.
             body = self.url_map.bytes(first) if rewrite else first

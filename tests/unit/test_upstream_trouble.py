@@ -12,6 +12,7 @@ from sidecar.app import create_app
 from sidecar.config import Settings
 from sidecar.devstack import free_port
 from sidecar.logs import JsonFormatter
+from sidecar.store.db import Store
 from tests.smart import bearer_headers, register_client
 
 TOKEN_URL = "http://public.example/auth/token"
@@ -147,3 +148,17 @@ def test_log_records_are_json_with_the_request_id():
 @pytest.fixture(autouse=True)
 def _quiet_logs(caplog):
     caplog.set_level(logging.WARNING)
+
+
+async def test_hapi_trouble_is_audited_with_the_status_the_client_got(aiohttp_client, tmp_path):
+    client, auth = await authorized_client(aiohttp_client,
+                                           settings_for(f"http://127.0.0.1:{free_port()}/fhir", tmp_path))
+    resp = await client.get("/fhir/Patient/p1", headers=auth)
+    assert resp.status == 503
+    await asyncio.sleep(0.3)  # audit records are written in batches
+    store = Store(tmp_path)
+    try:
+        detail = store.db.execute("SELECT detail FROM audit WHERE request LIKE 'GET /fhir/Patient/p1%'").fetchone()[0]
+    finally:
+        store.close()
+    assert json.loads(detail)["status"] == 503

@@ -50,7 +50,7 @@ REQUEST_ID_KEY = web.RequestKey("request_id", str)
 LOG_FLUSH_SECONDS = 0.2
 # Request ids: a random prefix per process and a counter, unique across replicas without a urandom call (a system
 # call) per request.
-_ID_PREFIX = os.urandom(6).hex()
+_ID_PREFIX = os.urandom(8).hex()
 _ID_COUNTER = itertools.count(1)
 
 
@@ -59,7 +59,7 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
     """Give each request an id (the client's, if sane), log it once as JSON, and be the one error boundary: bad
     input is a 400, HAPI trouble a 502/503/504 without HAPI's text, anything else a 500 naming only the request id."""
     incoming = request.headers.get("X-Request-ID", "")
-    rid = incoming if _CLIENT_REQUEST_ID.match(incoming) else f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
+    rid = incoming if _CLIENT_REQUEST_ID.match(incoming) else f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
     request[REQUEST_ID_KEY] = rid
     token = request_id.set(rid)
     started = time.perf_counter()

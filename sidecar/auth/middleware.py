@@ -12,7 +12,8 @@ import logging
 from aiohttp import web
 
 from sidecar.access.caller import CALLER_KEY, Caller
-from sidecar.audit.chain import AuditLog, AuditRecord
+from sidecar.audit.chain import AuditLog
+from sidecar.audit.request_record import RECORD_KEY, RequestRecord, record_of
 from sidecar.auth.directory import Directory
 from sidecar.auth.scopes import ScopeError, ScopeSet
 from sidecar.auth.tokens import TokenInvalid, TokenService
@@ -22,10 +23,6 @@ from sidecar.fhir.outcome import outcome_response
 log = logging.getLogger("sidecar.auth")
 
 REALM = 'Bearer realm="pdex-sidecar"'
-REFUSAL_KEY = web.RequestKey("refusal", str)
-AUDIT_DETAIL_KEY = web.RequestKey("audit_detail", dict)
-# An audit record names at most this many withheld resources (a page of a search); the count is always exact.
-_WITHHELD_LISTED = 200
 
 
 @functools.lru_cache(maxsize=4096)
@@ -48,21 +45,17 @@ def forbidden(request: web.Request, reason: str) -> web.Response:
 
 
 def note_refusal(request: web.Request, reason: str) -> None:
-    request[REFUSAL_KEY] = reason
+    record_of(request).refuse(reason)
 
 
 def note_audit(request: web.Request, **detail: object) -> None:
     """Facts a handler adds to the request's audit record (a match's field contributions, say)."""
-    request.setdefault(AUDIT_DETAIL_KEY, {}).update(detail)
+    record_of(request).note(**detail)
 
 
 def note_disclosure(request: web.Request, withheld: list[dict], transformed: int) -> None:
     """What the disclosure filter withheld (with rule, element and code) or changed, for the request's audit record."""
-    noted = request.setdefault(AUDIT_DETAIL_KEY, {})
-    listed = noted.setdefault("withheld", [])
-    listed += withheld[:max(_WITHHELD_LISTED - len(listed), 0)]
-    noted["withheld_count"] = noted.get("withheld_count", 0) + len(withheld)
-    noted["transformed"] = noted.get("transformed", 0) + transformed
+    record_of(request).withheld(withheld, transformed)
 
 
 class BearerAuth:
@@ -98,20 +91,17 @@ class BearerAuth:
         path = request.path
         if not (path == "/fhir" or path.startswith("/fhir/")):
             return await handler(request)
-        if (request.match_info.route.name or "").split(".")[0] in self.open_routes:
-            response = await handler(request)
-            self.audit.record(AuditRecord("request", "allowed" if response.status < 400 else "refused",
-                                          request=f"{request.method} {path}", detail={"status": response.status}))
-            return response
-        caller = await self.caller_for(request)
-        described = request.method + " " + request.path_qs[:2000]
-        if not isinstance(caller, Caller):
-            reason = caller or "no bearer token"
-            self.audit.record(AuditRecord("request", "refused", request=described, reason=f"401 {reason}"))
-            return unauthorized(caller or None)
-        request[CALLER_KEY] = caller
+        record = request[RECORD_KEY] = RequestRecord(request.method + " " + request.path_qs[:2000])
         status = 500
         try:
+            if (request.match_info.route.name or "").split(".")[0] not in self.open_routes:
+                caller = await self.caller_for(request)
+                if not isinstance(caller, Caller):
+                    record.refuse(caller or "no bearer token")
+                    status = 401
+                    return unauthorized(caller or None)
+                record.client_id, record.organization = caller.client.client_id, caller.client.organization
+                request[CALLER_KEY] = caller
             response = await handler(request)
             status = response.status
             return response
@@ -122,8 +112,4 @@ class BearerAuth:
             status = answer.status
             return answer
         finally:
-            refused = status >= 400
-            self.audit.record(AuditRecord(
-                "request", "refused" if refused else "allowed", caller.client.client_id, caller.client.organization,
-                described, f"{status} {request.get(REFUSAL_KEY, '')}".strip() if refused else None,
-                {"status": status, **request.get(AUDIT_DETAIL_KEY, {})}))
+            self.audit.record(record.audit(status))

@@ -15,6 +15,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.audit.request_record import record_of
 from sidecar.auth.middleware import forbidden, note_refusal
 from sidecar.export.handlers import PARTNER_EXPORT_TYPES
 from sidecar.fhir.outcome import outcome_response
@@ -137,6 +138,8 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     if route.needs is Needs.OPEN:
         return await handler(request)
     caller: Caller = request[CALLER_KEY]
+    record = record_of(request)
+    record.route, record.interaction = route.name, route.interaction
     if route.needs is Needs.RESOLVED:
         segments = [s for s in request.match_info.get("tail", "").split("/") if s]
         decision = resolve(request.method, segments, request.query)
@@ -148,6 +151,7 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
         if refusal:
             return forbidden(request, refusal)
         request[PROXY_ROUTE_KEY] = decision
+        record.interaction = decision.interaction
         return await handler(request)
     refusal = _refusal(caller, route)
     if refusal:

@@ -2,11 +2,15 @@
 cover it before its handler runs (HAPI is unreachable here, so an answer other than the refusal would show it)."""
 from __future__ import annotations
 
+import asyncio
+import json
+
 import pytest
 
 from sidecar.app import create_app
 from sidecar.devstack import free_port
 from sidecar.gate.table import ROUTES, Needs
+from sidecar.store.db import Store
 from tests.smart import bearer_headers, register_client
 from tests.unit.test_upstream_trouble import TOKEN_URL, settings_for
 
@@ -71,3 +75,17 @@ async def test_every_route_but_the_open_ones_needs_a_token(app_client, name, met
     client, _ = app_client
     resp = await client.request(method, path)
     assert resp.status == 401, name
+
+
+async def test_the_audit_record_names_the_route_and_the_resolved_interaction(app_client, tmp_path):
+    client, auth = app_client
+    await client.get("/fhir/Observation/o1", headers=auth)
+    await asyncio.sleep(0.3)  # audit records are written in batches
+    store = Store(tmp_path)
+    try:
+        row = store.db.execute("SELECT reason, detail FROM audit WHERE request = 'GET /fhir/Observation/o1'").fetchone()
+    finally:
+        store.close()
+    assert row[0].startswith("403 ")
+    detail = json.loads(row[1])
+    assert (detail["route"], detail["interaction"], detail["status"]) == ("proxy", "read", 403)

@@ -147,11 +147,11 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
             note_refusal(request, decision.reason)
             headers = {"Allow": ", ".join(decision.allow)} if decision.allow else None
             return outcome_response(decision.status, decision.code, decision.reason, headers=headers)
+        record.interaction = decision.interaction
         refusal = scope_refusal(caller, decision)
         if refusal:
             return forbidden(request, refusal)
         request[PROXY_ROUTE_KEY] = decision
-        record.interaction = decision.interaction
         return await handler(request)
     refusal = _refusal(caller, route)
     if refusal:

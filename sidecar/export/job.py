@@ -20,6 +20,7 @@ import orjson
 from sidecar.config import Settings
 from sidecar.disclosure.answers import INCLUDE, MATCH, AnswerFilter
 from sidecar.disclosure.dates import parse_fhir_moment, utc_now
+from sidecar.disclosure.rules import policy_of
 from sidecar.export.hapi_export import HapiExport
 from sidecar.export.references import PointedTo
 from sidecar.export.request import ExportParams
@@ -119,7 +120,8 @@ class ExportJob:
         """Patient id → consent policy of the members whose data may leave now; None for an unrestricted client."""
         if job.params.get("unrestricted"):
             return None
-        granted = await self.store.run(granted_members, self.store, job.organization)
+        recorded = await self.store.run(granted_members, self.store, job.organization)
+        granted = {pid: policy_of(uri) for pid, uri in recorded.items()}
         if params.level == "group":
             groups = await self.upstream.by_ids("Group", [params.group_id or ""])
             in_group = {str(m.get("entity", {}).get("reference", "")).removeprefix("Patient/")

@@ -27,12 +27,14 @@ from sidecar.fhir.outcome import outcome_response
 from sidecar.health import live, ready_handler
 from sidecar.logs import flush_every, request_id
 from sidecar.disclosure.answers import AnswerFilter
-from sidecar.export.handlers import JobHandlers
-from sidecar.export.runner import JobRunner
+from sidecar.export.handlers import ExportKickoff
+from sidecar.export.job import ExportJob
 from sidecar.gate.gate import DisclosureGate
 from sidecar.gate.pages import PageLinks
 from sidecar.gate.reader import PartnerReader
 from sidecar.hapi.client import HapiClient
+from sidecar.jobs.handlers import JobHandlers
+from sidecar.jobs.runner import JobRunner
 from sidecar.matching.bulk import BulkMemberMatch, advertise_bulk_member_match
 from sidecar.matching.groups import PartnerGroups
 from sidecar.matching.operation import MemberMatch, advertise_member_match
@@ -110,8 +112,10 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     weights = load_weights(Path(settings.match_weights_file) if settings.match_weights_file else None)
     member_match = MemberMatch(settings, upstream, store, directory, Scorer(weights, load_nicknames()))
     capability.contributors.append(advertise_member_match)
-    runner = JobRunner(settings, store, upstream, disclosure)
+    runner = JobRunner(settings, store)
     job_handlers = JobHandlers(settings, store, runner)
+    export_job = ExportJob(settings, store, upstream, disclosure, runner)
+    export_kickoff = ExportKickoff(settings, store, runner, export_job.hapi)
     bulk_match = BulkMemberMatch(settings, store, runner, member_match)
     capability.contributors.append(advertise_bulk_member_match)
 
@@ -152,8 +156,8 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     register(app, {
         "metadata": capability.handle, "smart-configuration": discovery,
         "member-match": member_match.handle, "bulk-member-match": bulk_match.kickoff,
-        "davinci-data-export": job_handlers.export, "group-export": job_handlers.export,
-        "patient-export": job_handlers.export, "bulk-status": job_handlers.status, "bulk-cancel": job_handlers.delete,
+        "davinci-data-export": export_kickoff.handle, "group-export": export_kickoff.handle,
+        "patient-export": export_kickoff.handle, "bulk-status": job_handlers.status, "bulk-cancel": job_handlers.delete,
         "bulk-file": job_handlers.file, "group-search": groups.search, "group-search-post": groups.search,
         "group-read": groups.read, "proxy-base": proxy.handle, "proxy": proxy.handle,
     })

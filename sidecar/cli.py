@@ -17,10 +17,11 @@ from aiohttp import web
 from sidecar import logs
 from sidecar.app import create_app
 from sidecar.audit.chain import AuditRecord, append, verify
+from sidecar.auth.scopes import ScopeError, parse_scopes
 from sidecar.auth.tokens import create_signing_key
 from sidecar.client.progress import Progress
 from sidecar.client.pull import Pull, PullOptions
-from sidecar.client.smart import ClientKey, TokenRequestFailed, request_token
+from sidecar.client.smart import ClientKey, TokenRequestFailed, load_private_key, request_token
 from sidecar.config import ConfigError, load_settings
 from sidecar.store.clients import Client, ClientError, add_client, all_clients, get_client, set_enabled
 from sidecar.matching.revocation import inactivate_consent
@@ -77,6 +78,10 @@ def _clients_add(args: argparse.Namespace) -> int:
             kwargs = {"jwks": orjson.loads(Path(source).read_bytes())}
         except (OSError, orjson.JSONDecodeError) as exc:
             raise ClientError(f"cannot read a JWKS from {source}: {exc}") from exc
+    try:
+        parse_scopes(args.scopes)  # the store keeps scopes as text: only ones the token endpoint can grant
+    except ScopeError as exc:
+        raise ClientError(str(exc)) from exc
     client = add_client(store, args.client_id, args.organization, args.scopes, unrestricted=args.unrestricted,
                         **kwargs)
     _admin(store, "client-added", client.client_id, {"organization": client.organization, "scopes": client.scopes,
@@ -188,8 +193,10 @@ def _describe_partner(partner: Partner) -> str:
 
 def _partners_add(args: argparse.Namespace) -> int:
     store = _store(args)
-    partner = add_partner(store, args.name, args.fhir_base, args.client_id, Path(args.private_jwks),
-                          args.identifier or [], args.scopes)
+    key_file = Path(args.private_jwks)
+    load_private_key(key_file)  # the store keeps only where the key is: refuse a file that holds none
+    partner = add_partner(store, args.name, args.fhir_base, args.client_id, key_file, args.identifier or [],
+                          args.scopes)
     _admin(store, "partner-added", None, {"partner": partner.name, "fhir_base": partner.fhir_base,
                                           "client_id": partner.client_id})
     print(_describe_partner(partner))

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from sidecar.auth.tokens import TokenService, load_signing_keys
+from sidecar.disclosure.rules import policy_of
 from sidecar.store.clients import Client, all_clients
 from sidecar.store.db import Store
 from sidecar.store.grants import granted_members
@@ -77,6 +78,7 @@ class Directory:
         now = time.monotonic()
         cached = self._grants.get(organization)
         if cached is None or now - cached[0] > _GRANT_TTL:
-            cached = (now, MappingProxyType(await self.store.run(granted_members, self.store, organization)))
+            granted = await self.store.run(granted_members, self.store, organization)
+            cached = (now, MappingProxyType({pid: policy_of(uri) for pid, uri in granted.items()}))
             self._grants[organization] = cached
         return cached[1]

@@ -30,6 +30,7 @@ from sidecar.client.local_fhir import LocalFhir, LocalFhirError
 from sidecar.client.match_at_partner import MatchOutcome, bulk_match, due, single_match
 from sidecar.client.member_requests import MemberRequest, member_requests
 from sidecar.client.progress import Progress
+from sidecar.client.smart import load_private_key
 from sidecar.config import Settings
 from sidecar.store import exchanges as ex
 from sidecar.store.db import Store
@@ -69,9 +70,10 @@ class Pull:
         self.store = store
         self.partner = partner
         self.fhir = LocalFhir(session, settings.upstream_base)
-        self.connection = PartnerConnection(session, partner.fhir_base, partner.client_id, partner.key(),
-                                            partner.scopes, retries=settings.pull_retries,
-                                            backoff=settings.pull_backoff_seconds)
+        # The key is read from its file at each pull, so a rotated file is picked up without re-registering.
+        key = load_private_key(Path(partner.private_jwks_file))
+        self.connection = PartnerConnection(session, partner.fhir_base, partner.client_id, key, partner.scopes,
+                                            retries=settings.pull_retries, backoff=settings.pull_backoff_seconds)
         self.progress = progress
         self.work = settings.data_dir / "pulls" / partner.name
 

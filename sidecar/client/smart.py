@@ -4,11 +4,15 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import jwt
+import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from sidecar.store.clients import ClientError
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -48,6 +52,15 @@ class ClientKey:
 
     def public_jwks(self) -> dict:
         return {"keys": [self.public_jwk()]}
+
+
+def load_private_key(path: Path) -> ClientKey:
+    """The first private key of a JWKS file (a partner's key stays in its file, the operator's key custody)."""
+    try:
+        jwks = orjson.loads(path.read_bytes())
+        return ClientKey.from_jwk(next(k for k in jwks["keys"] if "d" in k))
+    except (OSError, orjson.JSONDecodeError, KeyError, StopIteration, TypeError, ValueError) as exc:
+        raise ClientError(f"{path} holds no private JWK (RS384 or ES384): {exc}") from exc
 
 
 def client_assertion(client_id: str, token_url: str, key: ClientKey, lifetime: int = 300) -> str:

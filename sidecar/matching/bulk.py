@@ -32,10 +32,10 @@ from sidecar.auth.middleware import forbidden, note_audit, note_refusal
 from sidecar.auth.scopes import ScopeSet
 from sidecar.config import Settings
 from sidecar.disclosure.dates import utc_now
-from sidecar.export.handlers import accepted
-from sidecar.export.runner import OPERATION_OUTCOME, JobRunner, outcome_line
 from sidecar.fhir.body import BodyTooLarge, read_limited
 from sidecar.fhir.outcome import outcome_response
+from sidecar.jobs.handlers import accepted
+from sidecar.jobs.runner import OPERATION_OUTCOME, JobRunner, outcome_line
 from sidecar.matching.consent import ConsentTerms, evaluate
 from sidecar.matching.operation import BadRequest, MemberMatch, consent_to_store, parse
 from sidecar.store import jobs
@@ -154,7 +154,7 @@ class BulkMemberMatch:
         self.store = store
         self.runner = runner
         self.single = single
-        runner.handlers[jobs.BULK_MATCH] = self.run
+        runner.register(jobs.BULK_MATCH, self.run)
         payer = next((p for p in single.payer if "|" in p), None)
         self.managing_entity = ({"identifier": dict(zip(("system", "value"), payer.split("|", 1)))} if payer
                                 else {"display": "this payer"})

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sidecar.disclosure.rules import policy_of
 from sidecar.store.db import Store
 
 
@@ -29,14 +28,14 @@ def add_grant(store: Store, grant: Grant) -> None:
 
 
 def granted_members(store: Store, organization: str, at: float | None = None) -> dict[str, str]:
-    """Patient id → consent policy of each member granted now; when a member has several valid grants, the most
-    recent consent decides (a member who narrowed to `#regular` is not widened by an older `#sensitive`)."""
+    """Patient id → consent policy URI of each member granted now; when a member has several valid grants, the
+    most recent consent decides (a member who narrowed to `#regular` is not widened by an older `#sensitive`)."""
     now = time.time() if at is None else at
     rows = store.db.execute(
         "SELECT patient_id, policy FROM grants WHERE organization = ? AND revoked_at IS NULL "
         "AND valid_from <= ? AND (valid_until IS NULL OR valid_until > ?) ORDER BY valid_from, rowid",
         [organization, now, now])
-    return {patient_id: policy_of(policy) for patient_id, policy in rows}
+    return dict(rows)
 
 
 def revoke_grants(store: Store, patient_id: str, organization: str | None = None, at: float | None = None) -> list[dict]:

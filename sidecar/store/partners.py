@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from sidecar.client.smart import ClientKey
 from sidecar.store.clients import ClientError
 from sidecar.store.db import Store
 
@@ -35,20 +34,8 @@ class Partner:
         return cls(row["name"], row["fhir_base"], row["client_id"], row["private_jwks_file"],
                    tuple(orjson.loads(row["identifiers"])), row["scopes"])
 
-    def key(self) -> ClientKey:
-        """The signing key, read from its file now (so a rotated file is picked up without re-registering)."""
-        return load_private_key(Path(self.private_jwks_file))
-
     def names(self) -> frozenset[str]:
         return frozenset((self.name, *self.identifiers))
-
-
-def load_private_key(path: Path) -> ClientKey:
-    try:
-        jwks = orjson.loads(path.read_bytes())
-        return ClientKey.from_jwk(next(k for k in jwks["keys"] if "d" in k))
-    except (OSError, orjson.JSONDecodeError, KeyError, StopIteration, TypeError, ValueError) as exc:
-        raise ClientError(f"{path} holds no private JWK (RS384 or ES384): {exc}") from exc
 
 
 def add_partner(store: Store, name: str, fhir_base: str, client_id: str, private_jwks_file: Path,
@@ -56,7 +43,6 @@ def add_partner(store: Store, name: str, fhir_base: str, client_id: str, private
     parts = urlsplit(fhir_base)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ClientError(f"--fhir-base must be an absolute http(s) URL, got {fhir_base!r}")
-    load_private_key(private_jwks_file)
     row = {"name": name, "fhir_base": fhir_base.rstrip("/"), "client_id": client_id,
            "private_jwks_file": str(private_jwks_file.resolve()), "identifiers": orjson.dumps(identifiers).decode(),
            "scopes": " ".join(scopes.split()), "created_at": datetime.now(timezone.utc).isoformat()}

@@ -1,34 +1,30 @@
-"""Runs the sidecar's asynchronous jobs in the background: exports here, bulk member matches through
-`sidecar.matching.bulk`.
+"""The export job's work: a fresh HAPI job (Group or Patient `$export`), its output filtered into the sidecar's files.
 
-An export is a fresh HAPI job (Group or Patient `$export`). When it completes, each HAPI output file is streamed
-through the disclosure filter, in batches, into the sidecar's own file; the members are those the client may see
-at that moment (Group members with a live grant, so a revocation since the match counts), and only then is the
-job complete. Reference data the released member data points to (`sidecar.export.references`) is then fetched
-from HAPI by id, judged as an `_include` would be, and written one file per type. A restart resumes live jobs: the
-HAPI job is polled again (or started, if it never was) and the filtering starts over. HAPI failing fails the job
-with a 5xx; a cancelled job stops and its files go.
+When HAPI's job completes, each of its output files is streamed through the disclosure filter, in batches, into
+the sidecar's own file; the members are those the client may see at that moment (Group members with a live grant,
+so a revocation since the match counts), and only then is the job complete. Reference data the released member
+data points to (`sidecar.export.references`) is then fetched from HAPI by id, judged as an `_include` would be, and
+written one file per type. A resumed job polls HAPI's job again (or starts it, if it never was) and filters from
+the start. A cancelled job cancels HAPI's job too.
 """
 from __future__ import annotations
 
 import asyncio
-import logging
 import shutil
-import time
-from functools import partial
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import orjson
 
 from sidecar.config import Settings
 from sidecar.disclosure.answers import INCLUDE, MATCH, AnswerFilter
 from sidecar.disclosure.dates import parse_fhir_moment, utc_now
+from sidecar.disclosure.rules import policy_of
 from sidecar.export.hapi_export import HapiExport
 from sidecar.export.references import PointedTo
 from sidecar.export.request import ExportParams
-from sidecar.fhir.hapi_trouble import status_and_code
+from sidecar.jobs.runner import OPERATION_OUTCOME, JobRunner, outcome_line
 from sidecar.hapi.client import HapiClient
 from sidecar.hapi.errors import HapiError
 from sidecar.store import jobs
@@ -36,108 +32,28 @@ from sidecar.store.db import Store
 from sidecar.store.grants import granted_members
 from sidecar.store.jobs import Job, JobFile
 
-log = logging.getLogger("sidecar.jobs")
-
 BATCH = 500
 POLL_SECONDS = (0.5, 1.0, 2.0, 3.0)
 TRANSIENT_RETRIES = 10
-OPERATION_OUTCOME = "OperationOutcome"
 
 
-class JobCancelled(Exception):
-    pass
-
-
-def outcome_line(severity: str, code: str, diagnostics: str) -> bytes:
-    return orjson.dumps({"resourceType": OPERATION_OUTCOME,
-                         "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}]})
-
-
-class JobRunner:
-    def __init__(self, settings: Settings, store: Store, upstream: HapiClient, disclosure: AnswerFilter) -> None:
+class ExportJob:
+    def __init__(self, settings: Settings, store: Store, upstream: HapiClient, disclosure: AnswerFilter,
+                 runner: JobRunner) -> None:
         self.settings = settings
         self.store = store
         self.upstream = upstream
         self.hapi = HapiExport(upstream)
         self.disclosure = disclosure
-        self.root = settings.data_dir / "jobs"
-        self.tasks: dict[str, asyncio.Task] = {}
-        self.handlers: dict[str, Callable[[Job], Awaitable[None]]] = {jobs.EXPORT: self._export}
-        self.slots = asyncio.Semaphore(settings.job_concurrency)
-        self._sweeper: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        for job in await self.store.run(jobs.live_jobs, self.store):
-            log.info("resuming job", extra={"job": job.id, "kind": job.kind, "state": job.state})
-            self.submit(job)
-        self._sweeper = asyncio.create_task(self._sweep(), name="job-retention")
-
-    async def close(self) -> None:
-        """Stops the work in hand; the jobs stay live in the store and resume at the next start."""
-        tasks = [*self.tasks.values(), *([self._sweeper] if self._sweeper else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def directory(self, job_id: str) -> Path:
-        return self.root / job_id
-
-    def submit(self, job: Job) -> None:
-        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
-        self.tasks[job.id] = task
-        task.add_done_callback(lambda _: self.tasks.pop(job.id, None))
+        self.runner = runner
+        runner.register(jobs.EXPORT, self.run, on_cancel=self.cancel)
 
     async def cancel(self, job: Job) -> None:
-        await self.store.run(partial(jobs.update_job, self.store, job.id, state=jobs.CANCELLED))
-        task = self.tasks.get(job.id)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        """HAPI's job, if it was started, is cancelled with the sidecar's (HAPI would otherwise run it out)."""
         if job.upstream_poll:
             await self.hapi.cancel(job.upstream_poll)
-        shutil.rmtree(self.directory(job.id), ignore_errors=True)
 
-    async def _run(self, job: Job) -> None:
-        async with self.slots:
-            try:
-                await self.store.run(jobs.set_state_if_live, self.store, job.id, jobs.RUNNING)
-                await self.handlers[job.kind](job)
-            except asyncio.CancelledError:
-                raise
-            except JobCancelled:
-                return
-            except HapiError as error:
-                log.warning("job failed at the FHIR server", extra={"job": job.id, "reason": error.reason})
-                status, _ = status_and_code(error)
-                await self._fail(job, status, error.reason)
-            except Exception:
-                log.exception("job failed", extra={"job": job.id})
-                await self._fail(job, 500, "the job failed; quote its id when reporting it")
-
-    async def _fail(self, job: Job, status: int, reason: str) -> None:
-        shutil.rmtree(self.directory(job.id), ignore_errors=True)
-        await self.store.run(partial(jobs.set_state_if_live, self.store, job.id, jobs.FAILED,
-                                     error_status=status, error_text=reason))
-
-    async def progress(self, job: Job, text: str) -> None:
-        await self.store.run(partial(jobs.update_job, self.store, job.id, progress=text[:99]))
-
-    def write_file(self, job: Job, section: str, resource_type: str, name: str, lines: list[bytes]) -> JobFile:
-        """A small job file written whole (Groups, an envelope, OperationOutcomes), one NDJSON line per entry."""
-        directory = self.directory(job.id)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / name).write_bytes(b"".join(line + b"\n" for line in lines))
-        return JobFile(jobs.new_id(), job.id, section, resource_type, name, len(lines))
-
-    async def finish(self, job: Job, files: list[JobFile], transaction_time: str) -> None:
-        expires = time.time() + self.settings.export_retention_seconds
-        if not await self.store.run(jobs.complete_job, self.store, job.id, files, transaction_time, expires):
-            shutil.rmtree(self.directory(job.id), ignore_errors=True)
-            raise JobCancelled()
-
-    # --- export ---------------------------------------------------------------------------------------------------
-
-    async def _export(self, job: Job) -> None:
+    async def run(self, job: Job) -> None:
         params = ExportParams(**job.params["export"])
         poll_url = job.upstream_poll
         if poll_url is None:
@@ -146,16 +62,16 @@ class JobRunner:
                 # A partner's Patient-level export names its members to HAPI (HAPI would export everyone).
                 patients = sorted(f"Patient/{pid}" for pid in await self._members(job, params) or {})
                 if not patients:
-                    await self.finish(job, [], utc_now().isoformat())
+                    await self.runner.finish(job, [], utc_now().isoformat())
                     return
             path = f"Group/{params.group_id}/$export" if params.level == "group" else "Patient/$export"
             poll_url = await self.hapi.kickoff(path, params.upstream_params(), patients)
             await self.store.run(partial(jobs.update_job, self.store, job.id, upstream_poll=poll_url))
         manifest = await self._await_hapi(job, poll_url)
-        await self.progress(job, "filtering the export files")
+        await self.runner.progress(job, "filtering the export files")
         now = utc_now()
         members = await self._members(job, params)
-        directory = self.directory(job.id)
+        directory = self.runner.directory(job.id)
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         files: list[JobFile] = []
@@ -176,12 +92,12 @@ class JobRunner:
             if written is not None:
                 files.append(written)
         if members is not None and pointed_to.types:
-            await self.progress(job, "adding the reference data the export points to")
+            await self.runner.progress(job, "adding the reference data the export points to")
             files += await self._reference_files(job, directory, members, pointed_to, now)
         if errors:
-            files.append(self.write_file(job, "error", OPERATION_OUTCOME, "errors.ndjson", errors))
+            files.append(self.runner.write_file(job, "error", OPERATION_OUTCOME, "errors.ndjson", errors))
         transaction_time = str(manifest.get("transactionTime") or now.isoformat())
-        await self.finish(job, files, transaction_time)
+        await self.runner.finish(job, files, transaction_time)
 
     async def _await_hapi(self, job: Job, poll_url: str) -> dict:
         attempt, failures = 0, 0
@@ -197,7 +113,7 @@ class JobRunner:
             if poll is not None and poll.done and poll.manifest is not None:
                 return poll.manifest
             if poll is not None and poll.progress:
-                await self.progress(job, "FHIR server: " + poll.progress.split(" - ")[-1])
+                await self.runner.progress(job, "FHIR server: " + poll.progress.split(" - ")[-1])
             await asyncio.sleep(POLL_SECONDS[min(attempt, len(POLL_SECONDS) - 1)])
             attempt += 1
 
@@ -205,7 +121,8 @@ class JobRunner:
         """Patient id → consent policy of the members whose data may leave now; None for an unrestricted client."""
         if job.params.get("unrestricted"):
             return None
-        granted = await self.store.run(granted_members, self.store, job.organization)
+        recorded = await self.store.run(granted_members, self.store, job.organization)
+        granted = {pid: policy_of(uri) for pid, uri in recorded.items()}
         if params.level == "group":
             groups = await self.upstream.by_ids("Group", [params.group_id or ""])
             in_group = {str(m.get("entity", {}).get("reference", "")).removeprefix("Patient/")
@@ -272,17 +189,6 @@ class JobRunner:
                 out.writelines(orjson.dumps(r) + b"\n" for r in released)
                 count += len(released)
         return _listed(job, directory, name, resource_type, count)
-
-    async def _sweep(self) -> None:
-        """Files expire after `export_retention_seconds`; the job then answers 404."""
-        while True:
-            await asyncio.sleep(min(60.0, max(1.0, self.settings.export_retention_seconds / 4)))
-            try:
-                for job in await self.store.run(jobs.expired_jobs, self.store, time.time()):
-                    shutil.rmtree(self.directory(job.id), ignore_errors=True)
-                    await self.store.run(partial(jobs.update_job, self.store, job.id, state=jobs.EXPIRED))
-            except Exception:
-                log.exception("retention sweep failed")
 
 
 def _updated_after(resource: dict, until: datetime, settings: Settings) -> bool:

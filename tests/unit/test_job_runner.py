@@ -1,0 +1,76 @@
+"""The generic job runner: each job kind's registered work runs its jobs, and a cancel runs the kind's own cancel."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sidecar.config import Settings
+from sidecar.jobs.runner import JobRunner
+from sidecar.store import jobs
+from sidecar.store.db import Store
+from sidecar.store.jobs import Job
+
+
+@pytest.fixture
+async def runner(tmp_path):
+    store = Store(tmp_path)
+    runner = JobRunner(Settings(data_dir=tmp_path), store)
+    yield runner
+    await runner.close()
+    store.close()
+
+
+async def started(runner: JobRunner, kind: str) -> Job:
+    job = await runner.store.run(jobs.create_job, runner.store, kind, "client", "Organization/o", "url", {})
+    runner.submit(job)
+    return job
+
+
+async def settled(runner: JobRunner, job: Job) -> Job:
+    await asyncio.gather(*runner.tasks.values())
+    return await runner.store.run(jobs.get_job, runner.store, job.id)
+
+
+async def test_each_kind_runs_its_own_work(runner):
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+
+    def work(kind: str):
+        async def run(job: Job) -> None:
+            seen[kind].append(job.id)
+            await runner.finish(job, [runner.write_file(job, "output", "Group", f"{kind}.ndjson", [b"{}"])], "now")
+        return run
+
+    runner.register("a", work("a"))
+    runner.register("b", work("b"))
+    a, b = await started(runner, "a"), await started(runner, "b")
+    assert (await settled(runner, a)).state == (await settled(runner, b)).state == jobs.COMPLETE
+    assert seen == {"a": [a.id], "b": [b.id]}
+    assert [f.name for f in await runner.store.run(jobs.job_files, runner.store, b.id)] == ["b.ndjson"]
+
+
+async def test_a_cancel_runs_the_kinds_cancel_and_the_files_go(runner):
+    cancelled: list[str] = []
+    running = asyncio.Event()
+
+    async def work(job: Job) -> None:
+        runner.write_file(job, "output", "Group", "partial.ndjson", [b"{}"])
+        running.set()
+        await asyncio.Event().wait()
+
+    async def on_cancel(job: Job) -> None:
+        cancelled.append(job.id)
+
+    runner.register("slow", work, on_cancel=on_cancel)
+    job = await started(runner, "slow")
+    await running.wait()
+    await runner.cancel(job)
+    assert cancelled == [job.id]
+    assert (await runner.store.run(jobs.get_job, runner.store, job.id)).state == jobs.CANCELLED
+    assert not runner.directory(job.id).exists()
+
+
+async def test_a_job_of_a_kind_nobody_registered_fails(runner):
+    job = await started(runner, "unknown")
+    failed = await settled(runner, job)
+    assert (failed.state, failed.error_status) == (jobs.FAILED, 500)

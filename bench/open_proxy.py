@@ -9,7 +9,7 @@ from __future__ import annotations
 import uvloop
 from aiohttp import web
 
-from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.gate.caller import CALLER_KEY, Caller
 from sidecar.app import request_context
 from sidecar.auth.scopes import ScopeSet
 from sidecar.config import load_settings

@@ -11,7 +11,7 @@ import logging
 
 from aiohttp import web
 
-from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.gate.caller import CALLER_KEY, Caller
 from sidecar.audit.chain import AuditLog
 from sidecar.audit.request_record import RECORD_KEY, RequestRecord, record_of
 from sidecar.auth.directory import Directory

@@ -17,7 +17,7 @@ from typing import Mapping
 
 import orjson
 
-from sidecar.access.compartment import is_member_data, member_of
+from sidecar.gate.compartment import is_member_data, member_of
 from sidecar.config import Settings
 from sidecar.disclosure.resolver import Fetch, ReferenceSensitivity, reference_of
 from sidecar.disclosure.rules import REGULAR, SENSITIVE, Decision, DisclosureRules, normal_reference, references_of

@@ -22,7 +22,7 @@ from typing import Mapping, NamedTuple
 
 import orjson
 
-from sidecar.access.compartment import MEMBER_DATA, member_of
+from sidecar.gate.compartment import MEMBER_DATA, member_of
 from sidecar.disclosure.claims import non_financial
 from sidecar.disclosure.dates import Window, lookback_window, months_window
 from sidecar.disclosure.prior_auth import is_prior_authorization, prior_authorization_reason

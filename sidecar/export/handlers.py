@@ -9,7 +9,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.gate.caller import CALLER_KEY, Caller
 from sidecar.auth.middleware import forbidden, note_audit, note_refusal
 from sidecar.config import Settings
 from sidecar.disclosure.dates import utc_now

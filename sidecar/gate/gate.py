@@ -17,7 +17,7 @@ from typing import Iterable
 import orjson
 from aiohttp import web
 
-from sidecar.access.caller import PARTNER_TYPES, Caller
+from sidecar.gate.caller import PARTNER_TYPES, Caller
 from sidecar.auth.middleware import note_disclosure
 from sidecar.disclosure.answers import AnswerFilter, Outcome
 from sidecar.gate.query import CanonicalQuery, SearchCatalog, canonical_search

@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import orjson
 from aiohttp import web
 
-from sidecar.access.caller import Caller
-from sidecar.access.compartment import is_member_data, member_of, restricting_parameter
+from sidecar.gate.caller import Caller
+from sidecar.gate.compartment import is_member_data, member_of, restricting_parameter
 from sidecar.auth.middleware import note_refusal
 from sidecar.disclosure.answers import INCLUDE, MATCH
 from sidecar.disclosure.dates import utc_now

@@ -14,7 +14,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.gate.caller import CALLER_KEY, Caller
 from sidecar.audit.request_record import record_of
 from sidecar.auth.middleware import forbidden, note_refusal
 from sidecar.export.handlers import PARTNER_EXPORT_TYPES

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import orjson
 from aiohttp import web
 
-from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.gate.caller import CALLER_KEY, Caller
 from sidecar.auth.middleware import note_audit
 from sidecar.config import Settings
 from sidecar.fhir.outcome import outcome_response

@@ -27,7 +27,7 @@ from aiohttp import web
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
-from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.gate.caller import CALLER_KEY, Caller
 from sidecar.auth.middleware import forbidden, note_audit, note_refusal
 from sidecar.auth.scopes import ScopeSet
 from sidecar.config import Settings

@@ -15,7 +15,7 @@ from typing import Awaitable, Callable, Iterable
 import orjson
 from aiohttp import web
 
-from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.gate.caller import CALLER_KEY, Caller
 from sidecar.auth.middleware import note_refusal
 from sidecar.config import Settings
 from sidecar.fhir.body import BadForm, form_pairs

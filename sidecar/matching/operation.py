@@ -18,7 +18,7 @@ from aiohttp import web
 from fhir.resources.R4B.parameters import Parameters
 from pydantic import ValidationError
 
-from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.gate.caller import CALLER_KEY, Caller
 from sidecar.auth.directory import Directory
 from sidecar.auth.middleware import forbidden, note_audit, note_refusal
 from sidecar.config import Settings

@@ -15,7 +15,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from sidecar.access.caller import CALLER_KEY, Caller
+from sidecar.gate.caller import CALLER_KEY, Caller
 from sidecar.gate.table import PROXY_ROUTE_KEY
 from sidecar.fhir.outcome import outcome_response
 from sidecar.logs import request_id

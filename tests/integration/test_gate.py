@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from sidecar.access.caller import PARTNER_TYPES
+from sidecar.gate.caller import PARTNER_TYPES
 from tests.integration.test_disclosure import (FHIR_JSON, Loaded, history, partner_headers,  # noqa: F401 (fixture)
                                                search_all)
 from tests.integration.test_partner_access import RECENT, grant

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.access.caller import Caller
-from sidecar.access.compartment import member_of, patient_id_of_reference
+from sidecar.gate.caller import Caller
+from sidecar.gate.compartment import member_of, patient_id_of_reference
 from sidecar.auth.scopes import ScopeSet
 from sidecar.store.clients import Client
 

@@ -1,7 +1,7 @@
 """A partner's search is an allow-list: the type's own parameters, listed modifiers and prefixes, validated values."""
 import pytest
 
-from sidecar.access.caller import PARTNER_TYPES
+from sidecar.gate.caller import PARTNER_TYPES
 from sidecar.gate.query import (MAX_COUNT, QueryRefused, SearchCatalog, canonical_everything, canonical_search,
                                 check_plain_read)
 

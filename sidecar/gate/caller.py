@@ -6,7 +6,7 @@ from typing import Mapping
 
 from aiohttp import web
 
-from sidecar.access.compartment import REFERENCE_DATA, member_of
+from sidecar.gate.compartment import REFERENCE_DATA, member_of
 from sidecar.disclosure.service_dates import DISCLOSED_MEMBER_TYPES
 from sidecar.auth.scopes import ScopeSet
 from sidecar.store.clients import Client

@@ -95,7 +95,7 @@ async def _fetch(session: aiohttp.ClientSession, url: str) -> dict | str:
 
 async def discover(url: str) -> PayerEndpoint:
     """The payer endpoint of the first davinci-configuration found from `url`."""
-    tried = []
+    tried: list[str] = []
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
         for candidate in document_urls(url):
             found = await _fetch(session, candidate)

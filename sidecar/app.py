@@ -22,6 +22,7 @@ from sidecar.auth.token_endpoint import TokenEndpoint
 from sidecar.auth.tokens import TokenService
 from sidecar.capability import CapabilityService
 from sidecar.config import Settings
+from sidecar.discovery.davinci_configuration import davinci_configuration_handler
 from sidecar.fhir.boundary import answer_for
 from sidecar.fhir.outcome import outcome_response
 from sidecar.health import live, ready_handler
@@ -152,9 +153,11 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready_handler(upstream))
     app.router.add_get("/.well-known/smart-configuration", discovery)
+    davinci = davinci_configuration_handler(settings)
+    app.router.add_get("/.well-known/davinci-configuration", davinci)
     app.router.add_post("/auth/token", token_endpoint.handle)
     register(app, {
-        "metadata": capability.handle, "smart-configuration": discovery,
+        "metadata": capability.handle, "smart-configuration": discovery, "davinci-configuration": davinci,
         "member-match": member_match.handle, "bulk-member-match": bulk_match.kickoff,
         "davinci-data-export": export_kickoff.handle, "group-export": export_kickoff.handle,
         "patient-export": export_kickoff.handle, "bulk-status": job_handlers.status, "bulk-cancel": job_handlers.delete,

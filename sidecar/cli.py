@@ -19,6 +19,7 @@ from sidecar.app import create_app
 from sidecar.audit.chain import AuditRecord, append, verify
 from sidecar.auth.scopes import ScopeError, parse_scopes
 from sidecar.auth.tokens import create_signing_key
+from sidecar.client.partner_discovery import DiscoveryFailed, discover
 from sidecar.client.progress import Progress
 from sidecar.client.pull import Pull, PullOptions
 from sidecar.client.smart import ClientKey, TokenRequestFailed, load_private_key, request_token
@@ -195,10 +196,18 @@ def _partners_add(args: argparse.Namespace) -> int:
     store = _store(args)
     key_file = Path(args.private_jwks)
     load_private_key(key_file)  # the store keeps only where the key is: refuse a file that holds none
-    partner = add_partner(store, args.name, args.fhir_base, args.client_id, key_file, args.identifier or [],
-                          args.scopes)
+    fhir_base, discovered = args.fhir_base, {}
+    if args.discover:
+        try:
+            endpoint = asyncio.run(discover(args.discover))
+        except DiscoveryFailed as exc:
+            print(f"pdex-sidecar: {exc}; no partner added", file=sys.stderr)
+            return 1
+        fhir_base = endpoint.fhir_base
+        discovered = {"discovered_from": endpoint.document_url, "endpoint": endpoint.code}
+    partner = add_partner(store, args.name, fhir_base, args.client_id, key_file, args.identifier or [], args.scopes)
     _admin(store, "partner-added", None, {"partner": partner.name, "fhir_base": partner.fhir_base,
-                                          "client_id": partner.client_id})
+                                          "client_id": partner.client_id, **discovered})
     print(_describe_partner(partner))
     return 0
 
@@ -307,7 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="partners_command", required=True)
     padd = partners.add_parser("add", help="register a partner payer", parents=[common])
     padd.add_argument("--name", required=True)
-    padd.add_argument("--fhir-base", required=True, help="the partner's FHIR base URL")
+    base = padd.add_mutually_exclusive_group(required=True)
+    base.add_argument("--fhir-base", help="the partner's FHIR base URL")
+    base.add_argument("--discover", metavar="URL",
+                      help="take the FHIR base from the partner's HRex .well-known/davinci-configuration (the "
+                           "document's URL, or a base it is published under)")
     padd.add_argument("--client-id", required=True, help="our client id at the partner")
     padd.add_argument("--private-jwks", required=True, help="JWKS file with our private key (RS384 or ES384)")
     padd.add_argument("--identifier", action="append",

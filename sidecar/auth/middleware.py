@@ -1,8 +1,8 @@
 """Bearer tokens on every FHIR request, and one audit record per request.
 
-Only the routes the route table (`sidecar.gate.table`) marks open (the CapabilityStatement and SMART discovery) go
-without a token; every other path under `/fhir` gets a caller or a 401 here before any handler runs. The table's
-`authorize` middleware then applies the route's scope; this layer records the decision with the request.
+Only the routes the route table (`sidecar.gate.table`) marks open (the CapabilityStatement, SMART and Da Vinci
+discovery) go without a token; every other path under `/fhir` gets a caller or a 401 here before any handler runs.
+The table's `authorize` middleware then applies the route's scope; this layer records the decision with the request.
 """
 from __future__ import annotations
 

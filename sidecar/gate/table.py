@@ -49,6 +49,8 @@ class FhirRoute:
 ROUTES: tuple[FhirRoute, ...] = (
     FhirRoute("metadata", ("GET",), "/fhir/metadata", "capabilities", Needs.OPEN),
     FhirRoute("smart-configuration", ("GET",), "/fhir/.well-known/smart-configuration", "discovery", Needs.OPEN),
+    FhirRoute("davinci-configuration", ("GET",), "/fhir/.well-known/davinci-configuration", "discovery",
+              Needs.OPEN),
     FhirRoute("member-match", ("POST",), "/fhir/Patient/$member-match", "operation", Needs.OPERATION, "Patient",
               "$member-match"),
     FhirRoute("bulk-member-match", ("POST",), "/fhir/Group/$bulk-member-match", "operation", Needs.OPERATION,

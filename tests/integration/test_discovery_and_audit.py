@@ -1,4 +1,4 @@
-"""SMART discovery, the CapabilityStatement's security section, and the hash-chained audit trail."""
+"""SMART and Da Vinci discovery, the CapabilityStatement's security section, and the hash-chained audit trail."""
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +12,8 @@ import pytest
 
 from sidecar.client.smart import ClientKey
 from sidecar.store.db import Store
+from sidecar.store.partners import all_partners
+from tests.conftest import THIS_PAYER
 from tests.smart import bearer_headers
 
 pytestmark = pytest.mark.hapi
@@ -29,6 +31,33 @@ async def test_smart_configuration_advertises_backend_services(anonymous, sideca
     assert config["grant_types_supported"] == ["client_credentials"]
     assert {"client-confidential-asymmetric", "permission-v1", "permission-v2"} <= set(config["capabilities"])
     assert {"system/*.rs", "system/*.read", "system/Patient.$member-match"} <= set(config["scopes_supported"])
+
+
+async def test_davinci_configuration_is_served_without_a_token_at_the_root_and_under_fhir(anonymous, sidecar):
+    documents = []
+    for url in (f"{sidecar.public_url}/.well-known/davinci-configuration",
+                f"{sidecar.fhir_base}/.well-known/davinci-configuration"):
+        async with anonymous.get(url, headers={"Accept": "application/json"}) as resp:
+            assert resp.status == 200 and resp.content_type == "application/json", url
+            assert "max-age" in resp.headers["Cache-Control"]
+            documents.append(await resp.json())
+    assert documents[0] == documents[1]
+    system, value = THIS_PAYER.split("|")
+    assert documents[0]["identifier"] == {"system": system, "value": value}
+    assert documents[0]["endpoints"] == {"davinci_pdex_payer_endpoint#2.2": sidecar.fhir_base,
+                                         "davinci_pdex_payer_endpoint#2.1": sidecar.fhir_base}
+
+
+@pytest.mark.parametrize("given", ["public_url", "fhir_base"])
+def test_partners_add_discover_stores_the_partners_fhir_base(sidecar, tmp_path, given):
+    key_file = tmp_path / "our-key.jwks"
+    key_file.write_text(json.dumps({"keys": [ClientKey.generate("ES384").private_jwk()]}))
+    added = subprocess.run([sys.executable, "-m", "sidecar", "partners", "add", "--name", "payer-a",
+                            "--discover", getattr(sidecar, given), "--client-id", "us",
+                            "--private-jwks", str(key_file)],
+                           env=dict(os.environ, SIDECAR_DATA_DIR=str(tmp_path)), capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    assert [p.fhir_base for p in all_partners(Store(tmp_path))] == [sidecar.fhir_base]
 
 
 async def test_capability_statement_names_smart_and_the_token_url(anonymous, sidecar):

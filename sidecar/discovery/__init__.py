@@ -1,0 +1,1 @@
+"""Da Vinci endpoint discovery (HRex): the `.well-known/davinci-configuration` this payer publishes."""

@@ -158,7 +158,15 @@ async def test_rs384_and_es384_clients_get_short_lived_tokens(anonymous, registe
     assert headers["Cache-Control"] == "no-store" and headers["Pragma"] == "no-cache"
 
 
+BULK_2_1 = "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/bulk-member-match"
+BULK_2_2 = "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch"
+
+
 @pytest.mark.parametrize("requested, registered, granted", [
+    (BULK_2_2, "system/Group.$bulk-member-match", BULK_2_2),
+    (BULK_2_1, "system/Group.$bulk-member-match", BULK_2_1),
+    ("system/Group.$bulk-member-match", BULK_2_2, "system/Group.$bulk-member-match"),
+    (f"{BULK_2_2} system/*.read", f"{BULK_2_1} system/*.rs", f"{BULK_2_2} system/*.read"),
     ("system/*.rs", "system/*.read", "system/*.rs"),
     ("system/*.read", "system/*.rs", "system/*.read"),
     ("system/*.*", "system/*.read", "system/*.read"),

@@ -445,11 +445,12 @@ def export_group(sidecar, world: World, parameters: list[dict]) -> dict[str, lis
     status, _, answer = await_job(headers["Content-Location"], world.bearer)
     assert status == 200, answer[:500]
     manifest = json.loads(answer)
-    found: dict[str, list[dict]] = {"transactionTime": manifest["transactionTime"]}
+    found: dict = {"transactionTime": manifest["transactionTime"]}
     for item in manifest["output"]:
         resources = ndjson(item["url"], world.bearer)
         assert len(resources) == item["count"]
         found.setdefault(item["type"], []).extend(resources)
+    found["errors"] = [o for item in manifest.get("error", []) for o in ndjson(item["url"], world.bearer)]
     return found
 
 
@@ -479,6 +480,29 @@ def test_run_off_since_the_last_transaction_time_returns_only_what_changed(world
     later = export_group(sidecar, world, [{"name": "_type", "valueString": "Observation"},
                                           {"name": "_since", "valueInstant": first["transactionTime"]}])
     assert [o["id"] for o in later["Observation"]] == [json.loads(body)["id"]]
+
+
+def test_an_old_since_is_not_rewritten_and_nothing_older_than_the_look_back_leaves(world, sidecar, hapi):
+    """PDex 2.2.0 §pdex-176: `_since` (last updated) is passed on as given; the five years by date of service are
+    enforced on the data, also inside a requester's wider date-of-service `_typeFilter`."""
+    member = world.patients[7]
+    today = datetime.now(timezone.utc).date()
+    written = {}
+    for label, when in (("old", today - timedelta(days=7 * 366)), ("recent", today - timedelta(days=366))):
+        status, _, body = call("POST", f"{hapi.base_url}/Observation", body={
+            "resourceType": "Observation", "status": "final", "code": {"text": f"look-back {label}"},
+            "subject": {"reference": f"Patient/{member}"}, "effectiveDateTime": when.isoformat()})
+        assert status == 201, body[:300]
+        written[label] = json.loads(body)["id"]
+    wide = f"Observation?date=ge{(today - timedelta(days=10 * 366)).isoformat()}"
+    for filters in ([], [{"name": "_typeFilter", "valueString": wide}]):
+        found = export_group(sidecar, world, [{"name": "_type", "valueString": "Observation"},
+                                              {"name": "_since", "valueInstant": "2001-01-01T00:00:00Z"}, *filters])
+        ids = {o["id"] for o in found["Observation"]}
+        assert written["recent"] in ids and written["old"] not in ids, filters
+        five_years_ago = (today - timedelta(days=5 * 366)).isoformat()
+        assert all(o["effectiveDateTime"][:10] >= five_years_ago for o in found["Observation"])
+        assert not [e for e in found["errors"] if "_since" in json.dumps(e)], "nothing was rewritten"
 
 
 def test_a_type_filter_of_plain_search_parameters_is_run(world, sidecar):

@@ -56,7 +56,7 @@ class Settings:
     match_failure_rate: float = 0.9
     job_concurrency: int = 2
     export_retention_seconds: float = 86400.0
-    export_since_floor: bool = True
+    export_since_floor: bool = False  # PDex 2.2.0 §pdex-176: `_since` is never silently rewritten
     bulk_match_concurrency: int = 4
     pull_batch_size: int = 1000
     pull_retries: int = 5

@@ -20,10 +20,13 @@ _V2 = re.compile(r"^system/(?P<type>\*|[A-Z][A-Za-z]+)\.(?P<perms>[cruds]+)(?P<c
 _V1 = re.compile(r"^system/(?P<type>\*|[A-Z][A-Za-z]+)\.(?P<perms>read|write|\*)$")
 _OPERATION = re.compile(r"^system/(?P<type>[A-Z][A-Za-z]+)\.(?P<op>\$[a-z][a-z\-]*)$")
 
-# The operation scopes the product knows, with the operation-definition URLs PDex proposes as aliases.
+# The operation scopes the product knows, with the operation-definition URLs PDex proposes as aliases. A token
+# grants an alias in the spelling the client asked for.
 OPERATION_ALIASES: dict[str, tuple[str, str]] = {
     "http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match": ("Patient", "$member-match"),
+    # PDex 2.1.0's text (not the OperationDefinition's canonical URL)
     "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/bulk-member-match": ("Group", "$bulk-member-match"),
+    # PDex 2.2.0 (FHIR-56185): the canonical URL of the BulkMemberMatch OperationDefinition
     "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch": ("Group", "$bulk-member-match"),
 }
 KNOWN_OPERATIONS = frozenset({("Patient", "$member-match"), ("Group", "$bulk-member-match")})

@@ -33,7 +33,11 @@ from sidecar.store.grants import granted_members
 from sidecar.store.jobs import Job, JobFile
 
 BATCH = 500
-POLL_SECONDS = (0.5, 1.0, 2.0, 3.0)
+# HAPI's job is polled at a steady short interval so the export ends when HAPI's does (a status poll is one cheap
+# lookup). HAPI's `Retry-After: 120` on every 202 is a fixed value, not an estimate, so it is not followed.
+POLL_SECONDS = 0.25
+# HAPI unreachable or slow: retried with growing waits (about 25 s in all) before the job fails.
+TRANSIENT_WAITS = (0.5, 1.0, 2.0, 3.0)
 TRANSIENT_RETRIES = 10
 
 
@@ -100,22 +104,23 @@ class ExportJob:
         await self.runner.finish(job, files, transaction_time)
 
     async def _await_hapi(self, job: Job, poll_url: str) -> dict:
-        attempt, failures = 0, 0
+        failures, shown = 0, None
         while True:
             try:
                 poll = await self.hapi.poll(poll_url)
-                failures = 0
             except HapiError as error:
                 failures += 1
                 if not error.transient or failures > TRANSIENT_RETRIES:
                     raise
-                poll = None
-            if poll is not None and poll.done and poll.manifest is not None:
+                await asyncio.sleep(poll_wait(failures))
+                continue
+            failures = 0
+            if poll.done and poll.manifest is not None:
                 return poll.manifest
-            if poll is not None and poll.progress:
+            if poll.progress and poll.progress != shown:  # written only when it changes: polls are frequent
+                shown = poll.progress
                 await self.runner.progress(job, "FHIR server: " + poll.progress.split(" - ")[-1])
-            await asyncio.sleep(POLL_SECONDS[min(attempt, len(POLL_SECONDS) - 1)])
-            attempt += 1
+            await asyncio.sleep(poll_wait(0))
 
     async def _members(self, job: Job, params: ExportParams) -> dict[str, str] | None:
         """Patient id → consent policy of the members whose data may leave now; None for an unrestricted client."""
@@ -189,6 +194,11 @@ class ExportJob:
                 out.writelines(orjson.dumps(r) + b"\n" for r in released)
                 count += len(released)
         return _listed(job, directory, name, resource_type, count)
+
+
+def poll_wait(failures: int) -> float:
+    """Seconds before the next poll of HAPI's job, after `failures` transient failures in a row."""
+    return POLL_SECONDS if failures == 0 else TRANSIENT_WAITS[min(failures, len(TRANSIENT_WAITS)) - 1]
 
 
 def _updated_after(resource: dict, until: datetime, settings: Settings) -> bool:

@@ -9,7 +9,9 @@ A `_typeFilter` must be `Type?query` for an exported type, a query of plain `nam
 one naming the person or resource (`patient`, `subject`, `_id`…), chained or reverse-chained, since HAPI adds the
 member restriction as a search parameter that such a filter could replace, nor result or server-specific
 parameters HAPI does not run in an export. Whether HAPI knows the parameters and values is asked at kick-off.
-A `_since` older than the look-back is raised to it (PDex 2.1.0, shared/DECISIONS.md 4; `export_since_floor`).
+`_since` is passed on as given: it filters by `meta.lastUpdated`, and the look-back by date of service is enforced on
+the data by the disclosure rules, within any `_typeFilter` (PDex 2.2.0 §pdex-176, shared/DECISIONS.md 4). The PDex
+2.1.0 rewrite, raising a `_since` older than the look-back to its start, is the setting `export_since_floor` (off).
 """
 from __future__ import annotations
 

@@ -7,25 +7,17 @@ NonMatchedMembers (with an OperationOutcome in the manifest's error file) and ne
 recorded per member, so a restart resumes where the job stopped. At the end the Member Match Groups and the matched
 members' Consents are stored in HAPI in one transaction with conditional creates (a resumed job never makes them
 twice); only then are the Groups recorded as this organization's and the grants made, together, so a job that
-fails leaves neither behind. The Groups are listed in the manifest as a Group ndjson file (PDex 2.2 draft) and a
-Parameters ndjson file carrying the 2.1.0 envelope.
-
-The profiles require each contained Patient to be the one submitted, unaltered but for the meta elements a
-contained resource may not carry. A submitted Patient that is not valid FHIR (HAPI would refuse the whole
-transaction over it) or that has contained resources of its own is therefore not contained: its Group member
-names it by its MemberBundle's position, which its OperationOutcome in the error file names too.
+fails leaves neither behind. The Groups (`sidecar.matching.match_groups`) are the result: the manifest lists them as
+a Group ndjson file (PDex 2.2.0) and, for PDex 2.1.0 requesters, a Parameters ndjson file carrying the 2.1.0 envelope.
 """
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from datetime import date, datetime, timezone
 
 import orjson
 from aiohttp import web
-from fhir.resources.R4B.patient import Patient
-from pydantic import ValidationError
 
 from sidecar.gate.caller import CALLER_KEY, Caller
 from sidecar.auth.middleware import forbidden, note_audit, note_refusal
@@ -37,6 +29,7 @@ from sidecar.fhir.outcome import outcome_response
 from sidecar.jobs.handlers import accepted
 from sidecar.jobs.runner import OPERATION_OUTCOME, JobRunner, outcome_line
 from sidecar.matching.consent import ConsentTerms, evaluate
+from sidecar.matching.match_groups import GROUP_IDENTIFIER_SYSTEM, GROUPS, build_groups
 from sidecar.matching.operation import BadRequest, MemberMatch, consent_to_store, parse
 from sidecar.store import jobs
 from sidecar.store.clients import Client
@@ -46,16 +39,7 @@ from sidecar.store.grants import Grant, add_grant
 log = logging.getLogger("sidecar.matching")
 
 OPERATION = "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch"
-RESULT_SYSTEM = "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PdexMultiMemberMatchResultCS"
-MATCH_EXTENSION = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-match-parameters"
-MATCH_GROUP = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-match-group"
-NO_MATCH_GROUP = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-no-match-group"
-GROUP_IDENTIFIER_SYSTEM = "urn:pdex-sidecar:bulk-member-match"
-ORGANIZATION_SYSTEM = "urn:pdex-sidecar:organization"
 MAX_BODY = 64 * 1024 * 1024
-# Outcome of a member → (Group code, Parameters name)
-GROUPS = {"match": ("match", "MatchedMembers"), "nomatch": ("nomatch", "NonMatchedMembers"),
-          "consent": ("consentconstraint", "ConsentConstrainedMembers")}
 
 
 def _objects(value: object, where: str) -> list[dict]:
@@ -96,30 +80,6 @@ def members_of(body: object) -> list[dict]:
     return members
 
 
-def _valid_patient(patient: dict) -> bool:
-    try:
-        Patient.model_validate(patient)
-    except (ValidationError, KeyError, TypeError, ValueError):  # as `parse`: fhir.resources on odd nested input
-        return False
-    return True
-
-
-def _submitted(patient: object, index: int) -> dict | None:
-    """The submitted Patient to contain, unmodified but for the meta elements a contained resource may not carry;
-    None when it cannot be contained unaltered (absent, not valid FHIR, or with contained resources of its own)."""
-    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient" or "contained" in patient:
-        return None
-    if not _valid_patient(patient):
-        return None
-    contained = copy.deepcopy(patient)
-    contained["id"] = f"m{index}"
-    meta = {k: v for k, v in (contained.get("meta") or {}).items() if k not in ("versionId", "lastUpdated", "security")}
-    contained.pop("meta", None)
-    if meta:
-        contained["meta"] = meta
-    return contained
-
-
 def _parameters(member: dict) -> dict:
     return {"resourceType": "Parameters", "parameter": [{"name": name, "resource": resource}
                                                         for name, resource in member.items()]}
@@ -156,8 +116,10 @@ class BulkMemberMatch:
         self.single = single
         runner.register(jobs.BULK_MATCH, self.run)
         payer = next((p for p in single.payer if "|" in p), None)
-        self.managing_entity = ({"identifier": dict(zip(("system", "value"), payer.split("|", 1)))} if payer
-                                else {"display": "this payer"})
+        named = ({"identifier": dict(zip(("system", "value"), payer.split("|", 1)))} if payer
+                 else {"display": "this payer"})
+        # The 2.2.0 profiles limit managingEntity to an Organization: the type says so without a literal reference.
+        self.managing_entity = {"type": "Organization", **named}
 
     async def kickoff(self, request: web.Request) -> web.Response:
         caller: Caller = request[CALLER_KEY]
@@ -206,7 +168,8 @@ class BulkMemberMatch:
                 if problem is not None:
                     errors[index] = problem
         await self.runner.progress(job, "storing the Member Match Groups")
-        groups = self._groups(job, members, done)
+        built = build_groups(job.id, job.organization, self.managing_entity, date.today().isoformat(), members, done)
+        groups = built.groups
         consents = self._consents(job, caller, members, done)
         ids = await self.single.upstream.transaction([
             *({"resource": group, "request": {"method": "POST", "url": "Group", "ifNoneExist":
@@ -222,7 +185,7 @@ class BulkMemberMatch:
         await self.store.run(_record, self.store, job.organization, job.id, by_code, grants)
         self.single.directory.forget_grants(job.organization)
         stored = await self.single.upstream.by_ids("Group", list(by_code.values()))
-        await self._write(job, stored, errors)
+        await self._write(job, stored, errors, built.warnings)
 
     def _consents(self, job: jobs.Job, caller: Caller, members: list[dict],
                   done: dict[int, tuple[str, str | None]]) -> dict[int, tuple[str, dict, ConsentTerms]]:
@@ -264,48 +227,16 @@ class BulkMemberMatch:
             return "match", resolution.patient["id"]
         return ("consent", None) if resolution.outcome == "consent" else ("nomatch", None)
 
-    def _groups(self, job: jobs.Job, members: list[dict], done: dict[int, tuple[str, str | None]]) -> dict[str, dict]:
-        requester = {"identifier": {"system": ORGANIZATION_SYSTEM, "value": job.organization},
-                     "display": job.organization}
-        today = date.today().isoformat()
-        groups: dict[str, dict] = {}
-        for outcome, (code, _) in GROUPS.items():
-            chosen = [i for i in range(len(members)) if done[i][0] == outcome]
-            if not chosen and outcome != "match":
-                continue  # MatchedMembers always exists, so the requester always has a Group to export from
-            contained, entries = [], []
-            for index in chosen:
-                patient = _submitted(members[index].get("MemberPatient"), index)
-                submitted = {"display": f"MemberBundle {index + 1}"}
-                if patient is not None:
-                    contained.append(patient)
-                    submitted = {"reference": f"#{patient['id']}"}
-                target = {"reference": f"Patient/{done[index][1]}"} if outcome == "match" else submitted
-                entries.append({"entity": {**target, "extension": [
-                    {"url": MATCH_EXTENSION, "valueReference": submitted}]}})
-            coding = {"system": RESULT_SYSTEM, "code": code}
-            group = {"resourceType": "Group", "meta": {"profile": [MATCH_GROUP if outcome == "match" else NO_MATCH_GROUP]},
-                     "identifier": [{"system": GROUP_IDENTIFIER_SYSTEM, "value": f"{job.id}-{code}"}],
-                     "type": "person", "actual": True, "code": {"coding": [coding]},
-                     "characteristic": [{"code": {"coding": [coding]}, "valueReference": requester, "exclude": False,
-                                         "period": {"start": today}}],
-                     "managingEntity": self.managing_entity, "quantity": len(entries)}
-            if contained:
-                group["contained"] = contained
-            if entries:
-                group["member"] = entries
-            groups[code] = group
-        return groups
-
-    async def _write(self, job: jobs.Job, groups: list[dict], errors: dict[int, str]) -> None:
+    async def _write(self, job: jobs.Job, groups: list[dict], errors: dict[int, str], warnings: list[str]) -> None:
         names = {code: name for code, name in GROUPS.values()}
         envelope = {"resourceType": "Parameters", "parameter": [
             {"name": names[c["code"]], "resource": g} for g in groups for c in g["code"]["coding"]]}
         files = [self.runner.write_file(job, "output", "Group", "groups.ndjson", [orjson.dumps(g) for g in groups]),
                  self.runner.write_file(job, "output", "Parameters", "parameters.ndjson", [orjson.dumps(envelope)])]
-        if errors:
-            files.append(self.runner.write_file(job, "error", OPERATION_OUTCOME, "errors.ndjson",
-                                                [outcome_line("error", "invalid", errors[i]) for i in sorted(errors)]))
+        lines = [outcome_line("error", "invalid", errors[i]) for i in sorted(errors)]
+        lines += [outcome_line("warning", "duplicate", warning) for warning in warnings]
+        if lines:
+            files.append(self.runner.write_file(job, "error", OPERATION_OUTCOME, "errors.ndjson", lines))
         await self.runner.finish(job, files, utc_now().isoformat())
 
 

@@ -266,8 +266,84 @@ def test_the_manifest_lists_group_and_parameters_files_and_the_malformed_member_
     envelope = ndjson(next(i["url"] for i in world.manifest["output"] if i["type"] == "Parameters"), world.bearer)[0]
     assert {p["name"] for p in envelope["parameter"]} == {"MatchedMembers", "NonMatchedMembers",
                                                           "ConsentConstrainedMembers"}
-    errors = [o for item in world.manifest["error"] for o in ndjson(item["url"], world.bearer)]
-    assert len(errors) == 1 and "MemberPatient" in errors[0]["issue"][0]["diagnostics"]
+    issues = [o["issue"][0] for item in world.manifest["error"] for o in ndjson(item["url"], world.bearer)]
+    errors = [i for i in issues if i["severity"] == "error"]
+    assert len(errors) == 1 and "MemberPatient" in errors[0]["diagnostics"]
+    assert {i["severity"] for i in issues} == {"error", "warning"}, "the renamed contained ids are reported"
+
+
+def test_member_match_groups_have_the_pdex_2_2_shape(world):
+    """Every MemberBundle here submits its Patient as id 1: the first keeps it, the others get their position."""
+    for code, group in world.groups.items():
+        assert (group["type"], group["actual"], group["managingEntity"]["type"]) == ("person", True, "Organization")
+        contained = group.get("contained", [])
+        assert not [c for c in contained if {"versionId", "lastUpdated", "security"} & set(c.get("meta", {}))]
+        assert len({c["id"] for c in contained}) == len(contained)
+    first = world.groups["match"]["contained"][0]
+    assert first["id"] == "1" and world.groups["match"]["member"][0]["entity"]["extension"][0][
+        "valueReference"] == {"reference": "#1"}
+    assert world.groups["match"]["contained"][1]["id"] == "1-mb2"
+
+
+def test_a_submitted_patient_is_contained_with_its_id_and_without_server_meta(hapi, sidecar):
+    person, card, patient_id = seed_member(hapi, uuid.uuid4().hex[:8])
+    partner = register_client(sidecar.data_dir, scopes=PARTNER_SCOPES)
+    time.sleep(1.0)
+    bearer = token(sidecar, partner)
+    submitted = {**person, "meta": {"versionId": "4", "lastUpdated": "2026-01-02T03:04:05Z",
+                                    "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+                                                  "code": "R"}]}}
+    bundle = member_bundle(submitted, card, consent(partner.organization))
+    parts = {part["name"]: part["resource"] for part in bundle["part"]}
+    parts["MemberPatient"]["id"] = "their-member-42"
+    local = {"reference": "Patient/their-member-42"}
+    parts["CoverageToMatch"]["beneficiary"], parts["Consent"]["patient"], parts["Consent"]["performer"] = \
+        local, local, [local]
+    _, status, body = bulk_match(sidecar, bearer, [bundle])
+    assert status == 200, body[:500]
+    manifest = json.loads(body)
+    group = next(g for item in manifest["output"] if item["type"] == "Group" for g in ndjson(item["url"], bearer)
+                 if g["code"]["coding"][0]["code"] == "match")
+    assert group["contained"] == [{**person, "id": "their-member-42"}]
+    assert group["member"] == [{"entity": {"reference": f"Patient/{patient_id}", "extension": [
+        {"url": "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-match-parameters",
+         "valueReference": {"reference": "#their-member-42"}}]}}]
+    assert "error" not in manifest or manifest["error"] == []
+
+
+@pytest.mark.parametrize("operation_scope, reads", [
+    ("http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch", "Group"),
+    ("http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/bulk-member-match", "Parameters"),
+], ids=["pdex-2.2.0", "pdex-2.1.0"])
+def test_a_partner_of_either_pdex_version_matches_exports_and_downloads(hapi, sidecar, operation_scope, reads):
+    """A 2.2.0 partner reads the Group file, a 2.1.0 partner the Parameters envelope; both asked for their own
+    spelling of the operation scope and got it."""
+    person, card, patient_id = seed_member(hapi, uuid.uuid4().hex[:8])
+    partner = register_client(sidecar.data_dir, scopes=PARTNER_SCOPES)
+    time.sleep(1.0)
+    form = urllib.parse.urlencode(token_form(partner.client_id, f"{sidecar.public_url}/auth/token", partner.key,
+                                             f"{operation_scope} system/*.read")).encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{sidecar.public_url}/auth/token", data=form),
+                                timeout=30) as response:
+        answer = json.load(response)
+    assert answer["scope"] == f"{operation_scope} system/*.read"
+    bearer = answer["access_token"]
+    _, status, body = bulk_match(sidecar, bearer, [member_bundle(person, card, consent(partner.organization))])
+    assert status == 200, body[:500]
+    item = next(i for i in json.loads(body)["output"] if i["type"] == reads)
+    lines = ndjson(item["url"], bearer)
+    groups = lines if reads == "Group" else [p["resource"] for p in lines[0]["parameter"]]
+    matched = next(g for g in groups if g["code"]["coding"][0]["code"] == "match")
+    kickoff = {"resourceType": "Parameters", "parameter": [
+        {"name": "exportType", "valueCanonical": "hl7.fhir.us.davinci-pdex#payertopayer"},
+        {"name": "_type", "valueString": "Patient"}]}
+    status, headers, answer = call("POST", f"{sidecar.fhir_base}/Group/{matched['id']}/$davinci-data-export", bearer,
+                                   kickoff, {"Prefer": "respond-async"})
+    assert status == 202, answer[:500]
+    status, _, answer = await_job(headers["Content-Location"], bearer)
+    assert status == 200, answer[:500]
+    patients = [p for i in json.loads(answer)["output"] for p in ndjson(i["url"], bearer)]
+    assert [p["id"] for p in patients] == [patient_id]
 
 
 def test_a_partner_finds_its_groups_and_no_other(world, sidecar):
@@ -369,11 +445,12 @@ def export_group(sidecar, world: World, parameters: list[dict]) -> dict[str, lis
     status, _, answer = await_job(headers["Content-Location"], world.bearer)
     assert status == 200, answer[:500]
     manifest = json.loads(answer)
-    found: dict[str, list[dict]] = {"transactionTime": manifest["transactionTime"]}
+    found: dict = {"transactionTime": manifest["transactionTime"]}
     for item in manifest["output"]:
         resources = ndjson(item["url"], world.bearer)
         assert len(resources) == item["count"]
         found.setdefault(item["type"], []).extend(resources)
+    found["errors"] = [o for item in manifest.get("error", []) for o in ndjson(item["url"], world.bearer)]
     return found
 
 
@@ -403,6 +480,29 @@ def test_run_off_since_the_last_transaction_time_returns_only_what_changed(world
     later = export_group(sidecar, world, [{"name": "_type", "valueString": "Observation"},
                                           {"name": "_since", "valueInstant": first["transactionTime"]}])
     assert [o["id"] for o in later["Observation"]] == [json.loads(body)["id"]]
+
+
+def test_an_old_since_is_not_rewritten_and_nothing_older_than_the_look_back_leaves(world, sidecar, hapi):
+    """PDex 2.2.0 §pdex-176: `_since` (last updated) is passed on as given; the five years by date of service are
+    enforced on the data, also inside a requester's wider date-of-service `_typeFilter`."""
+    member = world.patients[7]
+    today = datetime.now(timezone.utc).date()
+    written = {}
+    for label, when in (("old", today - timedelta(days=7 * 366)), ("recent", today - timedelta(days=366))):
+        status, _, body = call("POST", f"{hapi.base_url}/Observation", body={
+            "resourceType": "Observation", "status": "final", "code": {"text": f"look-back {label}"},
+            "subject": {"reference": f"Patient/{member}"}, "effectiveDateTime": when.isoformat()})
+        assert status == 201, body[:300]
+        written[label] = json.loads(body)["id"]
+    wide = f"Observation?date=ge{(today - timedelta(days=10 * 366)).isoformat()}"
+    for filters in ([], [{"name": "_typeFilter", "valueString": wide}]):
+        found = export_group(sidecar, world, [{"name": "_type", "valueString": "Observation"},
+                                              {"name": "_since", "valueInstant": "2001-01-01T00:00:00Z"}, *filters])
+        ids = {o["id"] for o in found["Observation"]}
+        assert written["recent"] in ids and written["old"] not in ids, filters
+        five_years_ago = (today - timedelta(days=5 * 366)).isoformat()
+        assert all(o["effectiveDateTime"][:10] >= five_years_ago for o in found["Observation"])
+        assert not [e for e in found["errors"] if "_since" in json.dumps(e)], "nothing was rewritten"
 
 
 def test_a_type_filter_of_plain_search_parameters_is_run(world, sidecar):

@@ -28,9 +28,12 @@ async def test_smart_configuration_advertises_backend_services(anonymous, sideca
     assert config["token_endpoint"] == f"{sidecar.public_url}/auth/token"
     assert config["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
     assert config["token_endpoint_auth_signing_alg_values_supported"] == ["RS384", "ES384"]
-    assert config["grant_types_supported"] == ["client_credentials"]
+    assert config["grant_types_supported"] == ["client_credentials"], "no refresh_token grant: none is issued"
     assert {"client-confidential-asymmetric", "permission-v1", "permission-v2"} <= set(config["capabilities"])
-    assert {"system/*.rs", "system/*.read", "system/Patient.$member-match"} <= set(config["scopes_supported"])
+    assert "permission-offline" not in config["capabilities"]
+    assert {"system/*.rs", "system/*.read", "system/Patient.$member-match", "system/Group.$bulk-member-match",
+            "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch"} <= \
+        set(config["scopes_supported"])
 
 
 async def test_davinci_configuration_is_served_without_a_token_at_the_root_and_under_fhir(anonymous, sidecar):
@@ -60,15 +63,15 @@ def test_partners_add_discover_stores_the_partners_fhir_base(sidecar, tmp_path, 
     assert [p.fhir_base for p in all_partners(Store(tmp_path))] == [sidecar.fhir_base]
 
 
-async def test_capability_statement_names_smart_and_the_token_url(anonymous, sidecar):
+async def test_capability_statement_names_smart_and_the_token_url_without_a_partial_oauth_uris(anonymous, sidecar):
     async with anonymous.get(f"{sidecar.fhir_base}/metadata", headers={"Accept": "application/fhir+json"}) as resp:
         assert resp.status == 200
         statement = await resp.json(content_type=None)
     security = statement["rest"][0]["security"]
     assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
-    oauth = next(e for e in security["extension"]
-                 if e["url"] == "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris")
-    assert oauth["extension"] == [{"url": "token", "valueUri": f"{sidecar.public_url}/auth/token"}]
+    assert "extension" not in security, "oauth-uris needs an authorize URL this server does not have"
+    assert f"{sidecar.public_url}/auth/token" in security["description"]
+    assert "No refresh tokens" in security["description"]
 
 
 async def asyncio_sleep_for_audit() -> None:

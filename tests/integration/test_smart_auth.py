@@ -158,7 +158,25 @@ async def test_rs384_and_es384_clients_get_short_lived_tokens(anonymous, registe
     assert headers["Cache-Control"] == "no-store" and headers["Pragma"] == "no-cache"
 
 
+async def test_a_token_comes_without_a_refresh_token_and_the_refresh_token_grant_is_unsupported(anonymous, register,
+                                                                                                   token_url):
+    client = await register(scopes="system/*.read")
+    status, _, body = await post_token(anonymous, token_url,
+                                       form(client_assertion(client.client_id, token_url, client.key)))
+    assert status == 200 and set(body) == {"access_token", "token_type", "expires_in", "scope"}
+    status, _, body = await post_token(anonymous, token_url, {"grant_type": "refresh_token", "refresh_token": "x"})
+    assert (status, body["error"]) == (400, "unsupported_grant_type") and "access_token" not in body
+
+
+BULK_2_1 = "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/bulk-member-match"
+BULK_2_2 = "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch"
+
+
 @pytest.mark.parametrize("requested, registered, granted", [
+    (BULK_2_2, "system/Group.$bulk-member-match", BULK_2_2),
+    (BULK_2_1, "system/Group.$bulk-member-match", BULK_2_1),
+    ("system/Group.$bulk-member-match", BULK_2_2, "system/Group.$bulk-member-match"),
+    (f"{BULK_2_2} system/*.read", f"{BULK_2_1} system/*.rs", f"{BULK_2_2} system/*.read"),
     ("system/*.rs", "system/*.read", "system/*.rs"),
     ("system/*.read", "system/*.rs", "system/*.read"),
     ("system/*.*", "system/*.read", "system/*.read"),

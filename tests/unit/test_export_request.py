@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from sidecar.config import Settings
 from sidecar.export.request import BadExport, pairs_of_parameters, parse_export
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
@@ -39,7 +40,15 @@ def test_the_three_ndjson_spellings_are_accepted(output_format):
     parse([("_outputFormat", output_format)])
 
 
-def test_a_since_older_than_the_look_back_is_raised_to_its_start():
+def test_by_default_a_since_older_than_the_look_back_is_passed_on_unchanged():
+    assert Settings().export_since_floor is False, "PDex 2.2.0 §pdex-176: never silently rewritten"
+    params = parse_export([("_since", "2001-01-01T00:00:00Z")], "group", "g1", ALLOWED, NOW, timezone.utc, 5,
+                          Settings().export_since_floor)
+    assert params.since == "2001-01-01T00:00:00Z" and not params.since_raised
+    assert ("_since", "2001-01-01T00:00:00Z") in params.upstream_params()
+
+
+def test_with_the_pdex_2_1_0_setting_a_since_older_than_the_look_back_is_raised_to_its_start():
     params = parse([("_since", "2001-01-01T00:00:00Z")])
     assert params.since == "2021-11-23T12:00:00Z" and params.since_raised
 

@@ -52,6 +52,27 @@ def test_alias_is_granted_in_the_form_requested():
     assert granted(alias, "system/Group.$bulk-member-match") == alias
 
 
+@pytest.mark.parametrize("spelling", [
+    "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch",  # PDex 2.2.0
+    "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/bulk-member-match",  # PDex 2.1.0
+    "system/Group.$bulk-member-match",
+])
+@pytest.mark.parametrize("registered", [
+    "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch",
+    "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/bulk-member-match",
+    "system/Group.$bulk-member-match",
+])
+def test_every_bulk_member_match_spelling_is_granted_by_any_other_and_echoed_as_asked(spelling, registered):
+    assert granted(spelling, registered) == spelling
+    assert ScopeSet.parse(granted(spelling, registered)).allows_operation("Group", "$bulk-member-match")
+
+
+def test_both_pdex_spellings_asked_together_are_both_echoed():
+    both = ("http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch "
+            "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/bulk-member-match")
+    assert granted(both, "system/Group.$bulk-member-match") == both
+
+
 @pytest.mark.parametrize("requested, allowed, expected", [
     ("system/*.read", "system/*.read", "system/*.read"),
     ("system/*.rs", "system/*.read", "system/*.rs"),

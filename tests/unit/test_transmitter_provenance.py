@@ -1,11 +1,15 @@
-"""This payer's Transmitter Provenance (PDex §pdex-127): how it names the payer and what it targets."""
+"""This payer's Transmitter Provenance (PDex §pdex-127): how it names the payer, what it targets, and the export's
+Provenance file written batch by batch."""
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
 from sidecar.config import ConfigError, Settings, load_settings
+from sidecar.export.transmitted import TransmittedFile
 from sidecar.provenance.transmitter import (PDEX_PROVENANCE, TRANSMITTER, payer_reference, provenance_id,
                                             targets_by_member, transmitter_provenance)
 
@@ -60,3 +64,32 @@ def test_targets_are_grouped_per_member_with_reference_data_apart_and_provenance
                 {"resourceType": "Provenance", "id": "stored", "target": [{"reference": "Observation/o1"}]}]
     assert targets_by_member(released) == {"a": ["Observation/o1"], "b": ["Patient/b", "Observation/o2"],
                                            None: ["Organization/org"]}
+
+
+def test_the_export_file_has_one_provenance_per_member_of_each_batch(tmp_path: Path):
+    transmitted = TransmittedFile(tmp_path, "job-1", PAYER, "2026-12-01T10:00:00+00:00")
+    transmitted.add([observation("o1", "a"), observation("o2", "b"), observation("o3", "a")])
+    transmitted.add([])
+    transmitted.add([{"resourceType": "Organization", "id": "org"}])
+    listed = transmitted.listed()
+    records = [json.loads(line) for line in (tmp_path / listed.name).read_text().splitlines()]
+    assert [[t["reference"] for t in r["target"]] for r in records] == [
+        ["Observation/o1", "Observation/o3"], ["Observation/o2"], ["Organization/org"]]
+    assert (listed.type, listed.count, listed.section) == ("Provenance", 3, "output")
+    assert len({r["id"] for r in records}) == 3
+
+
+def test_a_resumed_job_writes_the_same_provenance_ids(tmp_path: Path):
+    ids = []
+    for attempt in ("first", "again"):
+        (tmp_path / attempt).mkdir()
+        transmitted = TransmittedFile(tmp_path / attempt, "job-1", PAYER, "2026-12-01T10:00:00+00:00")
+        transmitted.add([observation("o1", "a")])
+        ids.append(json.loads((tmp_path / attempt / transmitted.listed().name).read_text())["id"])
+    assert ids[0] == ids[1]
+
+
+def test_an_export_that_released_nothing_lists_no_provenance_file(tmp_path: Path):
+    transmitted = TransmittedFile(tmp_path, "job-1", PAYER, "2026-12-01T10:00:00+00:00")
+    transmitted.add([])
+    assert transmitted.listed() is None and list(tmp_path.iterdir()) == []

@@ -30,6 +30,9 @@ SOURCE_SYSTEM = "urn:pdex-sidecar:partner-resource"
 PARTNER_SYSTEM = "urn:pdex-sidecar:partner"
 # The member's Patient stays ours; a partner's Groups are its own bookkeeping.
 NOT_INGESTED = {"Patient", "Group"}
+PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+# `transmitter` is US Core's code (that system has none).
+US_CORE_PARTICIPANT_TYPE = "http://hl7.org/fhir/us/core/CodeSystem/us-core-provenance-participant-type"
 _REFERENCE = re.compile(r"^(?:(?P<base>https?://.+)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
                         r"(?:/_history/[^/]+)?$")
 
@@ -138,10 +141,10 @@ def provenance(partner: str, partner_base: str, member: str | None, targets: lis
         "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
                                  "code": "CREATE", "display": "create"}]},
-        "agent": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                        "code": "author", "display": "Author"}]}, "who": who},
-                  {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                        "code": "transmitter", "display": "Transmitter"}]}, "who": who}],
+        "agent": [{"type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "author", "display": "Author"}]},
+                   "who": who},
+                  {"type": {"coding": [{"system": US_CORE_PARTICIPANT_TYPE, "code": "transmitter",
+                                        "display": "Transmitter"}]}, "who": who}],
         "entity": [{"role": "source", "what": {
             "identifier": {"system": PARTNER_SYSTEM, "value": partner_base},
             "display": f"payer-to-payer export from {partner}"

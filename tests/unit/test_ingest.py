@@ -91,3 +91,9 @@ def test_the_provenance_names_the_partner_and_covers_each_written_resource():
     assert {a["who"]["identifier"]["value"] for a in record["agent"]} == {"payer-a"}
     again = ingest.member_batch("payer-a", BASE, "b-5", [observation()], remapper(), {}, {}, None, 1.0)
     assert again.entries[-1]["resource"]["id"] == record["id"]
+
+
+def test_our_provenance_uses_us_cores_transmitter_code():
+    record = ingest.provenance("payer-a", BASE, "b-5", ["Observation/x"], ["d"], None)
+    transmitter = next(a for a in record["agent"] if a["type"]["coding"][0]["code"] == "transmitter")
+    assert transmitter["type"]["coding"][0]["system"] == ingest.US_CORE_PARTICIPANT_TYPE

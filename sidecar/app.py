@@ -40,6 +40,7 @@ from sidecar.matching.bulk import BulkMemberMatch, advertise_bulk_member_match
 from sidecar.matching.groups import PartnerGroups
 from sidecar.matching.operation import MemberMatch, advertise_member_match
 from sidecar.matching.scoring import Scorer, load_nicknames, load_weights
+from sidecar.provenance.transmitter import payer_reference
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.rewrite import UrlMap
 from sidecar.store.db import Store
@@ -108,7 +109,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     disclosure = AnswerFilter.configured(settings, upstream.by_ids)
     links = PageLinks(shared_secret(store, "page-links", PageLinks.new_key).encode())
     reader = PartnerReader(upstream, url_map, DisclosureGate(disclosure), links, capability.search_catalog,
-                           settings.public_fhir_base)
+                           settings.public_fhir_base, payer_reference(settings))
     proxy = ProxyHandler(upstream, url_map, reader)
     weights = load_weights(Path(settings.match_weights_file) if settings.match_weights_file else None)
     member_match = MemberMatch(settings, upstream, store, directory, Scorer(weights, load_nicknames()))

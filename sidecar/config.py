@@ -43,6 +43,7 @@ class Settings:
     sensitive_categories: str = "sud,hiv,mental-health,reproductive-health"
     disclosure_cache_seconds: float = 30.0
     payer_identifiers: str = ""
+    payer_organization: str = ""
     member_identifier_system: str = ""
     member_match_consent_required: bool = False
     member_match_member_id: bool = True
@@ -115,6 +116,11 @@ class Settings:
             raise ConfigError("pull_batch_size must be positive; pull_retries and pull_backoff_seconds not negative")
         if self.pull_no_match_retry_days < 0 or self.pull_interval_days <= 0:
             raise ConfigError("pull_no_match_retry_days must not be negative and pull_interval_days positive")
+        organization = self.payer_organization.strip()
+        system, _, value = organization.partition("|")
+        literal = organization.startswith("Organization/") and organization != "Organization/"
+        if organization and not literal and not (system and value):
+            raise ConfigError("payer_organization must be Organization/id or system|value")
         if self.disclosure_cache_seconds < 0:
             raise ConfigError("disclosure_cache_seconds must not be negative")
         try:

@@ -11,6 +11,11 @@ tagged with its source, a Provenance naming the partner, one transaction per mem
   marks the resource as received from a payer; the partner's security labels stay.
 - Idempotency. What was ingested from each source resource is remembered with a digest of its content; a source
   resource that has not changed is not written again, so a repeated pull creates nothing, not even a Provenance.
+- Provenance received. The partner's Provenances (its PDex Transmitter Provenance of the exchange, and any it
+  stores) are kept next to ours, remapped like everything else, each with the member whose resources it targets (one
+  that targets several members' is shared out, one share per member). One is written with the changed resources it
+  targets; one whose targets were all received unchanged, or are the member's Patient (never copied), adds nothing
+  and is left out, so a repeated pull still writes nothing. One that targets nothing sent (a Bundle) is kept as is.
 - Atomicity. Each member's resources and their Provenance go in one HAPI transaction: a failure leaves nothing of
   that member's batch behind, and the member is marked `ingest-failed` to be retried.
 """
@@ -21,6 +26,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Mapping
 
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
@@ -30,6 +36,9 @@ SOURCE_SYSTEM = "urn:pdex-sidecar:partner-resource"
 PARTNER_SYSTEM = "urn:pdex-sidecar:partner"
 # The member's Patient stays ours; a partner's Groups are its own bookkeeping.
 NOT_INGESTED = {"Patient", "Group"}
+PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+# `transmitter` is US Core's code (that system has none).
+US_CORE_PARTICIPANT_TYPE = "http://hl7.org/fhir/us/core/CodeSystem/us-core-provenance-participant-type"
 _REFERENCE = re.compile(r"^(?:(?P<base>https?://.+)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
                         r"(?:/_history/[^/]+)?$")
 
@@ -93,6 +102,56 @@ def member_of(resource: dict, patients: dict[str, str], partner_base: str) -> st
     return None
 
 
+def _source_named(target: object, partner_base: str) -> str | None:
+    """The partner's `Type/id` a Provenance target names, if it names one of the partner's resources."""
+    reference = target.get("reference") if isinstance(target, dict) else None
+    parsed = parse_reference(reference, partner_base) if isinstance(reference, str) else None
+    return f"{parsed[0]}/{parsed[1]}" if parsed else None
+
+
+def provenance_shares(provenance: dict, owners: Mapping[str, str | None], patients: dict[str, str],
+                      partner_base: str) -> dict[str | None, dict]:
+    """A received Provenance by the member whose resources it targets (`owners`: source `Type/id` → member, None
+    for resources of no member). Targeting several members, it is shared out: each share targets one member's
+    resources and those of no member, under an id that follows from the original's and the member."""
+    targets: dict[str | None, list[object]] = {}
+    for target in provenance.get("target") or ():
+        source = _source_named(target, partner_base)
+        kind, _, source_id = (source or "").partition("/")
+        owner = patients.get(source_id) if kind == "Patient" else owners.get(source or "")
+        targets.setdefault(owner, []).append(target)
+    members = [owner for owner in targets if owner is not None]
+    if len(members) <= 1:
+        return {members[0] if members else None: provenance}
+    return {member: {**provenance, "id": f"{provenance.get('id')}-{member}",
+                     "target": targets[member] + targets.get(None, [])} for member in members}
+
+
+def with_their_members(by_member: dict[str | None, list[dict]], patients: dict[str, str], partner_base: str,
+                       invalid: Mapping[str, str]) -> dict[str | None, list[dict]]:
+    """The resources of each member with the received Provenances moved to the member they describe (an invalid
+    one stays where it was, to be named there)."""
+    owners = {source_of(r): owner for owner, resources in by_member.items() for r in resources}
+    grouped: dict[str | None, list[dict]] = {}
+    for owner, resources in by_member.items():
+        for resource in resources:
+            if resource.get("resourceType") != "Provenance" or source_of(resource) in invalid:
+                grouped.setdefault(owner, []).append(resource)
+                continue
+            for member, share in provenance_shares(resource, owners, patients, partner_base).items():
+                grouped.setdefault(member, []).append(share)
+    return grouped
+
+
+def _accompanies(provenance: dict, written: set[str], received: set[str], partner_base: str) -> bool:
+    """Whether a received Provenance describes something written now, or only things not sent at all."""
+    targets = {source for source in (_source_named(t, partner_base) for t in provenance.get("target") or ())
+               if source}
+    if targets & written:
+        return True
+    return not (targets & received) and not any(t.startswith("Patient/") for t in targets)
+
+
 @dataclass
 class Remapper:
     partner: str
@@ -138,10 +197,10 @@ def provenance(partner: str, partner_base: str, member: str | None, targets: lis
         "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
                                  "code": "CREATE", "display": "create"}]},
-        "agent": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                        "code": "author", "display": "Author"}]}, "who": who},
-                  {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                        "code": "transmitter", "display": "Transmitter"}]}, "who": who}],
+        "agent": [{"type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "author", "display": "Author"}]},
+                   "who": who},
+                  {"type": {"coding": [{"system": US_CORE_PARTICIPANT_TYPE, "code": "transmitter",
+                                        "display": "Transmitter"}]}, "who": who}],
         "entity": [{"role": "source", "what": {
             "identifier": {"system": PARTNER_SYSTEM, "value": partner_base},
             "display": f"payer-to-payer export from {partner}"
@@ -164,7 +223,10 @@ def member_batch(partner: str, partner_base: str, member: str | None, resources:
     entries, rows, targets, digests = [], [], [], []
     unchanged = 0
     skipped = [f"{source}: {invalid[source]}" for source in (source_of(r) for r in resources) if source in invalid]
-    for resource in resources:
+    received = {source_of(r) for r in resources}
+    written: set[str] = set()
+    # Received Provenances last: whether one is kept depends on what else is written.
+    for resource in sorted(resources, key=lambda r: r.get("resourceType") == "Provenance"):
         source = source_of(resource)
         if source in invalid or resource.get("resourceType") in NOT_INGESTED:
             continue
@@ -172,6 +234,10 @@ def member_batch(partner: str, partner_base: str, member: str | None, resources:
         if previous.get(source) == content:
             unchanged += 1
             continue
+        if resource.get("resourceType") == "Provenance" and not _accompanies(resource, written, received,
+                                                                             partner_base):
+            continue
+        written.add(source)
         local = remapper.remap(resource)
         target = f"{local['resourceType']}/{local['id']}"
         entries.append({"resource": local, "request": {"method": "PUT", "url": target}})

@@ -204,6 +204,7 @@ class Pull:
         loop = asyncio.get_running_loop()
         problems = await loop.run_in_executor(None, _problems, everything)
         self.progress.invalid += len(problems)
+        by_member = ingest.with_their_members(by_member, patients, self.partner.fhir_base, problems)
         previous = await self.store.run(ex.ingested_digests, self.store, self.partner.name)
         remapper = ingest.Remapper(self.partner.name, self.partner.fhir_base, patients,
                                    known=set(previous) | {ingest.source_of(r) for r in everything

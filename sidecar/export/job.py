@@ -4,8 +4,9 @@ When HAPI's job completes, each of its output files is streamed through the disc
 the sidecar's own file; the members are those the client may see at that moment (Group members with a live grant,
 so a revocation since the match counts), and only then is the job complete. Reference data the released member
 data points to (`sidecar.export.references`) is then fetched from HAPI by id, judged as an `_include` would be, and
-written one file per type. A resumed job polls HAPI's job again (or starts it, if it never was) and filters from
-the start. A cancelled job cancels HAPI's job too.
+written one file per type. A partner's export also carries this payer's Transmitter Provenance for what it
+released (`sidecar.export.transmitted`), unless its `_type` leaves Provenance out. A resumed job polls HAPI's job
+again (or starts it, if it never was) and filters from the start. A cancelled job cancels HAPI's job too.
 """
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ from sidecar.disclosure.rules import policy_of
 from sidecar.export.hapi_export import HapiExport
 from sidecar.export.references import PointedTo
 from sidecar.export.request import ExportParams
+from sidecar.export.transmitted import TransmittedFile
 from sidecar.jobs.runner import OPERATION_OUTCOME, JobRunner, outcome_line
 from sidecar.hapi.client import HapiClient
 from sidecar.hapi.errors import HapiError
+from sidecar.provenance.transmitter import payer_reference
 from sidecar.store import jobs
 from sidecar.store.db import Store
 from sidecar.store.grants import granted_members
@@ -50,6 +53,7 @@ class ExportJob:
         self.hapi = HapiExport(upstream)
         self.disclosure = disclosure
         self.runner = runner
+        self.who = payer_reference(settings)
         runner.register(jobs.EXPORT, self.run, on_cancel=self.cancel)
 
     async def cancel(self, job: Job) -> None:
@@ -89,18 +93,24 @@ class ExportJob:
         unknown = [p for p in params.patients if members is not None and p.split("/")[1] not in members]
         errors += [outcome_line("warning", "not-found", f"{p} is not a member of this export") for p in unknown]
         until = parse_fhir_moment(params.until, self.settings.timezone) if params.until else None
+        transaction_time = str(manifest.get("transactionTime") or now.isoformat())
+        # Bulk Data filters to `_type`, and for partners `types` is never empty: Provenance only when asked for.
+        transmitted = (TransmittedFile(directory, job.id, self.who, transaction_time)
+                       if members is not None and "Provenance" in params.types else None)
         for item in manifest.get("output") or ():
             if not isinstance(item, dict) or not isinstance(item.get("url"), str):
                 continue
-            written = await self._filter_file(job, directory, item["url"], members, now, until, pointed_to)
+            written = await self._filter_file(job, directory, item["url"], members, now, until, pointed_to,
+                                              transmitted)
             if written is not None:
                 files.append(written)
         if members is not None and pointed_to.types:
             await self.runner.progress(job, "adding the reference data the export points to")
-            files += await self._reference_files(job, directory, members, pointed_to, now)
+            files += await self._reference_files(job, directory, members, pointed_to, now, transmitted)
+        if transmitted is not None and (provenance := transmitted.listed()) is not None:
+            files.append(provenance)
         if errors:
             files.append(self.runner.write_file(job, "error", OPERATION_OUTCOME, "errors.ndjson", errors))
-        transaction_time = str(manifest.get("transactionTime") or now.isoformat())
         await self.runner.finish(job, files, transaction_time)
 
     async def _await_hapi(self, job: Job, poll_url: str) -> dict:
@@ -139,7 +149,8 @@ class ExportJob:
         return granted
 
     async def _filter_file(self, job: Job, directory: Path, url: str, members: dict[str, str] | None,
-                           now: datetime, until: object, pointed_to: PointedTo) -> JobFile | None:
+                           now: datetime, until: object, pointed_to: PointedTo,
+                           transmitted: TransmittedFile | None) -> JobFile | None:
         name = _next_name(directory)
         path = directory / name
         resource_type, count = None, 0
@@ -158,6 +169,8 @@ class ExportJob:
                 pointed_to.note(outcome.pointed_to)
             for resource in kept:
                 out.write(orjson.dumps(resource) + b"\n")
+            if transmitted is not None:
+                transmitted.add(kept)
             count += len(kept)
             batch.clear()
 
@@ -172,16 +185,18 @@ class ExportJob:
         return _listed(job, directory, name, resource_type, count)
 
     async def _reference_files(self, job: Job, directory: Path, members: dict[str, str], pointed_to: PointedTo,
-                               now: datetime) -> list[JobFile]:
+                               now: datetime, transmitted: TransmittedFile | None) -> list[JobFile]:
         files = []
         for resource_type in sorted(pointed_to.types):
-            written = await self._reference_file(job, directory, resource_type, members, pointed_to, now)
+            written = await self._reference_file(job, directory, resource_type, members, pointed_to, now,
+                                                 transmitted)
             if written is not None:
                 files.append(written)
         return files
 
     async def _reference_file(self, job: Job, directory: Path, resource_type: str, members: dict[str, str],
-                              pointed_to: PointedTo, now: datetime) -> JobFile | None:
+                              pointed_to: PointedTo, now: datetime,
+                              transmitted: TransmittedFile | None) -> JobFile | None:
         """What released data points to, fetched by id in batches, each resource judged under the most permissive
         policy pointing to it, as an `_include` is (a Part 2 program only under `#sensitive`)."""
         name = _next_name(directory)
@@ -192,6 +207,8 @@ class ExportJob:
                 outcome = await self.disclosure.filter(members, [(r, INCLUDE) for r in fetched], now, policies)
                 released = [r for r in outcome.released if r is not None]
                 out.writelines(orjson.dumps(r) + b"\n" for r in released)
+                if transmitted is not None:
+                    transmitted.add(released)
                 count += len(released)
         return _listed(job, directory, name, resource_type, count)
 

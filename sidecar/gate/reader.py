@@ -6,13 +6,16 @@ is filled to `_count` with what the gate releases before it is sent; it has a `n
 released follows. So page sizes, links and the absence of `total` depend on released data only, and a withheld
 resource cannot be counted. Links are sealed `PageLinks` tokens, never HAPI's page ids.
 
+A partner's `$everything` page also carries this payer's Transmitter Provenance for the page's released resources
+(PDex §pdex-127), made for the page and never stored: its targets are what the page holds, nothing else.
+
 Internal clients whose scopes do not cover everything get HAPI's answer with each resource checked by scope.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
@@ -32,6 +35,7 @@ from sidecar.gate.pages import PageLinks, PageState
 from sidecar.gate.query import QueryRefused, SearchCatalog, canonical_everything, check_plain_read
 from sidecar.hapi.client import HapiClient
 from sidecar.hapi.errors import HapiError, HapiErrorKind
+from sidecar.provenance.transmitter import provenance_id, targets_by_member, transmitter_provenance
 from sidecar.proxy.rewrite import UrlMap
 
 log = logging.getLogger("sidecar.gate")
@@ -116,8 +120,9 @@ class _Scan:
 
 class PartnerReader:
     def __init__(self, upstream: HapiClient, url_map: UrlMap, gate: DisclosureGate, links: PageLinks,
-                 catalog: Catalog, public_fhir_base: str) -> None:
+                 catalog: Catalog, public_fhir_base: str, payer: dict) -> None:
         self.upstream = upstream
+        self.payer = payer
         self.url_map = url_map
         self.gate = gate
         self.links = links
@@ -284,7 +289,20 @@ class PartnerReader:
             token = self.links.seal(PageState(state.client_id, state.kind, state.target, state.pairs, state.count,
                                               scan.search_id, scan.matches[state.count][0]))
             next_url = f"{self.public_fhir_base}?" + urlencode({"_getpages": token})
-        return self._bundle(page, _connected(page, list(scan.includes.values())), self_url, next_url)
+        includes = _connected(page, list(scan.includes.values()))
+        return self._bundle(page, includes, self_url, next_url, self._transmitted(caller, state, page + includes))
+
+    def _transmitted(self, caller: Caller, state: PageState, released: list[dict]) -> list[dict]:
+        """The Transmitter Provenance of a partner's `$everything` page, when the page holds anything and
+        Provenance is among what the partner asked for (`_type`) and may read."""
+        types = [t for name, value in state.pairs if name == "_type" for t in value.split(",")]
+        if (state.kind != EVERYTHING or not caller.is_partner or not caller.scopes.allows("Provenance", "r")
+                or (types and "Provenance" not in types)):
+            return []
+        targets = [target for group in targets_by_member(released).values() for target in group]
+        if not targets:
+            return []
+        return [transmitter_provenance(provenance_id(*targets), self.payer, targets, utc_now().isoformat())]
 
     async def _take(self, request: web.Request, caller: Caller, state: PageState, bundle: dict, offset: int,
                     scan: _Scan) -> int:
@@ -320,13 +338,16 @@ class PartnerReader:
             return outcome_response(400, "invalid", "the FHIR server could not run this search")
         raise HapiError(HapiErrorKind.REFUSED)
 
-    def _bundle(self, matches: list[dict], includes: list[dict], self_url: str, next_url: str | None
-                ) -> web.Response:
+    def _bundle(self, matches: list[dict], includes: list[dict], self_url: str, next_url: str | None,
+                generated: Sequence[dict] = ()) -> web.Response:
+        """`generated`: resources made for this answer, not stored anywhere, so named by `urn:uuid` (their id)."""
         links = [{"relation": "self", "url": self_url}]
         if next_url:
             links.append({"relation": "next", "url": next_url})
         entries = [{"fullUrl": self._full_url(r), "resource": r, "search": {"mode": "match"}} for r in matches]
         entries += [{"fullUrl": self._full_url(r), "resource": r, "search": {"mode": "include"}} for r in includes]
+        entries += [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r, "search": {"mode": "include"}}
+                    for r in generated]
         bundle: dict = {"resourceType": "Bundle", "type": "searchset", "link": links}
         if entries:
             bundle["entry"] = entries

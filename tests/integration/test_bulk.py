@@ -505,6 +505,38 @@ def test_an_old_since_is_not_rewritten_and_nothing_older_than_the_look_back_leav
         assert not [e for e in found["errors"] if "_since" in json.dumps(e)], "nothing was rewritten"
 
 
+def member_of(resource: dict) -> str:
+    if resource["resourceType"] == "Patient":
+        return f"Patient/{resource['id']}"
+    return (resource.get("subject") or resource["beneficiary"])["reference"]
+
+
+def test_the_export_carries_this_payers_transmitter_provenance_of_exactly_the_released_resources(world, sidecar):
+    found = export_group(sidecar, world, [])
+    provenances = found.pop("Provenance")
+    owner = {f"{r['resourceType']}/{r['id']}": member_of(r) for t, rs in found.items() if t != "transactionTime"
+             for r in rs}
+    released = list(owner)
+    targets = [t["reference"] for p in provenances for t in p["target"]]
+    assert sorted(targets) == sorted(released), "each released resource once, nothing withheld"
+    assert not any(t.startswith("Condition/") for t in targets), "the Part 2 Conditions stayed home"
+    system, value = THIS_PAYER.split("|")
+    for provenance in provenances:
+        assert provenance["meta"]["profile"] == ["http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/"
+                                                 "pdex-provenance"]
+        assert provenance["agent"] == [{"type": {"coding": [{
+            "system": "http://hl7.org/fhir/us/core/CodeSystem/us-core-provenance-participant-type",
+            "code": "transmitter", "display": "Transmitter"}]},
+            "who": {"type": "Organization", "identifier": {"system": system, "value": value}}}]
+        assert provenance["recorded"] == found["transactionTime"]
+        assert len({owner[t["reference"]] for t in provenance["target"]}) == 1, "one member per Provenance"
+
+
+def test_an_export_whose_type_leaves_provenance_out_gets_none(world, sidecar):
+    found = export_group(sidecar, world, [{"name": "_type", "valueString": "Observation"}])
+    assert found["Observation"] and "Provenance" not in found
+
+
 def test_a_type_filter_of_plain_search_parameters_is_run(world, sidecar):
     found = export_group(sidecar, world, [{"name": "_type", "valueString": "Observation"},
                                           {"name": "_typeFilter", "valueString": "Observation?status=final"}])

@@ -20,6 +20,8 @@ from tests.ten_year_member import REGULAR, SENSITIVE, WITHHELD
 pytestmark = pytest.mark.hapi
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
+GENERATED = "urn:uuid:"
+"""How a `$everything` page names what the sidecar made for it (its Transmitter Provenance)."""
 
 
 def withheld_keys(history: Loaded, policy: str) -> set[str]:
@@ -138,7 +140,7 @@ async def test_everything_releases_exactly_the_members_released_data(anonymous, 
     headers = await partner_headers(anonymous, token_url, history, policy)
     entries = await search_all(anonymous, headers, f"{sidecar.fhir_base}/Patient/{history.patient_id}/$everything",
                                _count="7")
-    keys = {history.key_of(e["resource"]) for e in entries}
+    keys = {history.key_of(e["resource"]) for e in entries if not e["fullUrl"].startswith(GENERATED)}
     by_hapi: set[str] = set()
     status, bundle = await seed.get(f"Patient/{history.patient_id}/$everything", _count="500")
     assert status == 200
@@ -148,6 +150,37 @@ async def test_everything_releases_exactly_the_members_released_data(anonymous, 
     assert {k for k in keys if k in members} == released_keys(history, policy) & by_hapi
     assert not keys & withheld_keys(history, policy)
     assert {"condition_diabetes", "encounter_1y", "observation_lab"} <= keys
+
+
+async def test_each_everything_page_carries_a_transmitter_provenance_of_that_pages_released_resources(
+        anonymous, sidecar, token_url, history):
+    headers = await partner_headers(anonymous, token_url, history, REGULAR)
+    withheld = {history.ids[key] for key in withheld_keys(history, REGULAR)}
+    url: str | None = f"{sidecar.fhir_base}/Patient/{history.patient_id}/$everything?_count=7"
+    pages = 0
+    while url:
+        status, bundle = await answer(anonymous, "GET", url, headers)
+        assert status == 200
+        generated = [e for e in bundle["entry"] if e["fullUrl"].startswith(GENERATED)]
+        on_page = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle["entry"]
+                   if e not in generated and e["resource"]["resourceType"] != "Provenance"}
+        assert len(generated) == 1 and generated[0]["search"]["mode"] == "include"
+        provenance = generated[0]["resource"]
+        assert generated[0]["fullUrl"] == f"{GENERATED}{provenance['id']}"
+        assert {t["reference"] for t in provenance["target"]} == on_page
+        assert not on_page & withheld
+        assert [c["code"] for a in provenance["agent"] for c in a["type"]["coding"]] == ["transmitter"]
+        pages += 1
+        url = next_link(bundle)
+    assert pages > 1
+
+
+async def test_everything_whose_type_leaves_provenance_out_carries_none(anonymous, sidecar, token_url, history):
+    headers = await partner_headers(anonymous, token_url, history, REGULAR)
+    status, bundle = await answer(anonymous, "GET", f"{sidecar.fhir_base}/Patient/{history.patient_id}/$everything"
+                                                    "?_type=Observation", headers)
+    assert status == 200 and any(e["resource"]["resourceType"] == "Observation" for e in bundle["entry"])
+    assert not any(e["resource"]["resourceType"] == "Provenance" for e in bundle["entry"])
 
 
 async def test_everything_of_a_member_not_granted_is_404(anonymous, sidecar, token_url, history, seed, unique):

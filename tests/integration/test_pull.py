@@ -153,13 +153,37 @@ def test_only_what_payer_as_filter_allows_arrives(payers):
     assert payer_b.ingested("Patient") == []
 
 
+def ours_and_theirs(payer_b: PayerB) -> tuple[list[dict], list[dict]]:
+    """B's own Provenances of what it ingested (agent: the partner by name) and those received from payer A."""
+    provenances = payer_b.ingested("Provenance")
+    ours = [p for p in provenances if all(a["who"]["identifier"]["value"] == payer_b.partner for a in p["agent"])]
+    return ours, [p for p in provenances if p not in ours]
+
+
 def test_a_provenance_names_payer_a_and_covers_what_was_ingested(payers):
-    provenances = payers["payer_b"].ingested("Provenance")
-    assert provenances
-    targets = {t["reference"] for p in provenances for t in p["target"]}
+    ours, _ = ours_and_theirs(payers["payer_b"])
+    assert ours
+    targets = {t["reference"] for p in ours for t in p["target"]}
     observation = payers["payer_b"].ingested("Observation")[0]
     assert f"Observation/{observation['id']}" in targets
-    assert all(a["who"]["identifier"]["value"] == payers["payer_b"].partner for p in provenances for a in p["agent"])
+
+
+def test_payer_as_transmitter_provenance_is_kept_next_to_ours_pointing_at_what_b_holds(payers):
+    payer_b = payers["payer_b"]
+    ours, theirs = ours_and_theirs(payer_b)
+    assert theirs
+    npi_system, npi = THIS_PAYER.split("|")
+    for provenance in theirs:
+        assert provenance["agent"] == [{"type": {"coding": [{
+            "system": "http://hl7.org/fhir/us/core/CodeSystem/us-core-provenance-participant-type",
+            "code": "transmitter", "display": "Transmitter"}]},
+            "who": {"type": "Organization", "identifier": {"system": npi_system, "value": npi}}}]
+        assert provenance["meta"]["source"].split("#")[0] == payers["a_base"]
+    targets = {t["reference"] for p in theirs for t in p["target"]}
+    held = {f"{r['resourceType']}/{r['id']}" for t in ("Observation", "Coverage") for r in payer_b.ingested(t)}
+    assert f"Observation/{payer_b.ingested('Observation')[0]['id']}" in targets
+    assert targets <= held, "A's Provenance points at B's copies, never at A's ids or at B's Patient"
+    assert {f"Provenance/{p['id']}" for p in theirs} <= {t["reference"] for p in ours for t in p["target"]}
 
 
 def test_pull_status_shows_the_member_ingested(payers):
@@ -194,11 +218,11 @@ def test_since_last_ingests_only_the_new_claim(payers):
     pulled = payer_b.cli("pull", "--partner", payer_b.partner, "--since-last")
     assert pulled.returncode == 0, pulled.stderr[-2000:]
     progress = last_progress(pulled.stderr)
-    assert progress["ingested"] == 1 and progress["unchanged"] == 0
+    assert progress["ingested"] == 2 and progress["unchanged"] == 0, "the claim and A's Provenance of it"
     claims = payer_b.ingested("ExplanationOfBenefit")
     assert [c["item"][0]["productOrService"]["text"] for c in claims] == [f"visit {payers['run']}"]
     assert claims[0]["patient"]["reference"] == f"Patient/{payers['b']['id']}"
-    assert len(payer_b.ingested("Provenance")) == provenances + 1
+    assert len(payer_b.ingested("Provenance")) == provenances + 2, "A's Provenance of the claim, and ours"
 
 
 def test_a_partner_that_is_down_is_reported_and_changes_nothing(payers):

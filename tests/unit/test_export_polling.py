@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from sidecar.config import Settings
 from sidecar.export import job as export_job
 from sidecar.export.hapi_export import Poll
 from sidecar.export.job import POLL_SECONDS, TRANSIENT_RETRIES, ExportJob
@@ -59,7 +60,7 @@ def clock(monkeypatch) -> Clock:
 
 
 def waiting_on(hapi: FakeHapi) -> ExportJob:
-    work = ExportJob(SimpleNamespace(), SimpleNamespace(), SimpleNamespace(), SimpleNamespace(), RecordingRunner())
+    work = ExportJob(Settings(), SimpleNamespace(), SimpleNamespace(), SimpleNamespace(), RecordingRunner())
     work.hapi = hapi
     return work
 

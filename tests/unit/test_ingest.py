@@ -91,3 +91,61 @@ def test_the_provenance_names_the_partner_and_covers_each_written_resource():
     assert {a["who"]["identifier"]["value"] for a in record["agent"]} == {"payer-a"}
     again = ingest.member_batch("payer-a", BASE, "b-5", [observation()], remapper(), {}, {}, None, 1.0)
     assert again.entries[-1]["resource"]["id"] == record["id"]
+
+
+def their_provenance(*targets: str, provenance_id: str = "t1") -> dict:
+    return {"resourceType": "Provenance", "id": provenance_id, "recorded": "2026-11-01T00:00:00Z",
+            "target": [{"reference": t} for t in targets],
+            "agent": [{"type": {"coding": [{"code": "transmitter"}]},
+                       "who": {"identifier": {"system": "urn:npi", "value": "1"}}}]}
+
+
+def test_our_provenance_uses_us_cores_transmitter_code():
+    record = ingest.provenance("payer-a", BASE, "b-5", ["Observation/x"], ["d"], None)
+    transmitter = next(a for a in record["agent"] if a["type"]["coding"][0]["code"] == "transmitter")
+    assert transmitter["type"]["coding"][0]["system"] == ingest.US_CORE_PARTICIPANT_TYPE
+
+
+def test_a_received_provenance_goes_with_the_member_whose_resources_it_targets():
+    by_member = {"b-5": [observation()], None: [their_provenance("Observation/o1")]}
+    grouped = ingest.with_their_members(by_member, {"a-17": "b-5"}, BASE, {})
+    assert grouped == {"b-5": [observation(), their_provenance("Observation/o1")]}
+
+
+def test_a_provenance_of_several_members_is_shared_out_one_share_per_member():
+    other = observation(id="o9", subject={"reference": "Patient/a-18"})
+    by_member = {"b-5": [observation()], "b-6": [other], None: [
+        {"resourceType": "Organization", "id": "org"},
+        their_provenance("Observation/o1", "Observation/o9", "Organization/org")]}
+    grouped = ingest.with_their_members(by_member, {"a-17": "b-5", "a-18": "b-6"}, BASE, {})
+    shares = {member: resources[-1] for member, resources in grouped.items() if member}
+    assert {m: [t["reference"] for t in s["target"]] for m, s in shares.items()} == {
+        "b-5": ["Observation/o1", "Organization/org"], "b-6": ["Observation/o9", "Organization/org"]}
+    assert shares["b-5"]["id"] != shares["b-6"]["id"]
+    assert grouped[None] == [{"resourceType": "Organization", "id": "org"}]
+
+
+def test_a_received_provenance_is_kept_remapped_next_to_ours():
+    batch = ingest.member_batch("payer-a", BASE, "b-5", [their_provenance("Observation/o1"), observation()],
+                                remapper({"Observation/o1", "Provenance/t1"}), {}, {}, None, 0.0)
+    urls = [e["request"]["url"] for e in batch.entries]
+    local_observation = f"Observation/{ingest.local_id('payer-a', 'Observation/o1')}"
+    assert urls[:2] == [local_observation, f"Provenance/{ingest.local_id('payer-a', 'Provenance/t1')}"]
+    theirs, ours = batch.entries[1]["resource"], batch.entries[2]["resource"]
+    assert theirs["target"] == [{"reference": local_observation}]
+    assert theirs["meta"]["tag"][-1]["system"] == ingest.TAG_SYSTEM
+    assert {t["reference"] for t in ours["target"]} == set(urls[:2])
+
+
+def test_a_received_provenance_of_unchanged_resources_or_the_patient_writes_nothing():
+    seen = {"Observation/o1": ingest.digest(observation())}
+    resources = [observation(), {"resourceType": "Patient", "id": "a-17"},
+                 their_provenance("Observation/o1"), their_provenance("Patient/a-17", provenance_id="t2")]
+    batch = ingest.member_batch("payer-a", BASE, "b-5", resources, remapper(), seen, {}, None, 0.0)
+    assert batch.entries == []
+
+
+def test_a_received_provenance_of_nothing_sent_is_kept():
+    batch = ingest.member_batch("payer-a", BASE, None, [their_provenance("Bundle/exchange-1")], remapper(), {}, {},
+                                None, 0.0)
+    assert [e["request"]["url"].split("/")[0] for e in batch.entries] == ["Provenance", "Provenance"]

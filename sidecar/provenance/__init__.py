@@ -1,0 +1,1 @@
+"""The Provenance this payer sends with released data (PDex Transmitter Provenance)."""

@@ -26,8 +26,8 @@ MAIN_CLASS = "dev.pdexsidecar.validator.Main"
 # What the validator says when a definition a profile needs is in no package: the setup is broken, and such an
 # issue hides the resource's real ones, so it is never reported as a finding about the resource.
 _MISSING_DEFINITION = re.compile(r"Failed to retrieve profile|could not be resolved|"
-                                 r"has not been checked because it is unknown|Unable to (?:resolve|find) profile",
-                                 re.IGNORECASE)
+                                 r"has not been checked because it is unknown|"
+                                 r"Unable to (?:resolve|find) (?:the )?profile", re.IGNORECASE)
 
 
 class ValidatorError(RuntimeError):

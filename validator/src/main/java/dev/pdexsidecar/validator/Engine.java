@@ -7,7 +7,6 @@ import ca.uhn.fhir.validation.FhirValidator;
 import ca.uhn.fhir.validation.SingleValidationMessage;
 import ca.uhn.fhir.validation.ValidationOptions;
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Path;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -32,11 +31,16 @@ final class Engine {
   private final FhirValidator validator;
 
   /** Loads the packages in this order; each must be on the classpath (the folder is), or this fails. */
-  Engine(FhirContext context, List<Path> packages) {
-    // Parsing the packages is most of the start-up (THO alone holds thousands of resources): one thread per core.
-    List<IValidationSupport> supports =
-        new ArrayList<>(packages.parallelStream().map(file -> load(context, file)).toList());
-    supports.add(new DefaultProfileValidationSupport(context));
+  Engine(FhirContext context, List<Path> packages) throws IOException {
+    List<IValidationSupport> supports = new ArrayList<>();
+    for (Path file : packages) {
+      PackageSupport support = new PackageSupport(context);
+      support.loadPackageFromClasspath("classpath:/" + file.getFileName());
+      supports.add(support);
+    }
+    DefaultProfileValidationSupport core = new DefaultProfileValidationSupport(context);
+    supports.add(core);
+    supports.add(new CoreVersionedUrls(context, core));
     supports.add(new CommonCodeSystemsTerminologyService(context));
     // Before the in-memory terminology service: codes of systems no package holds (CPT, ICD-10-CM) are a warning.
     UnknownCodeSystemWarningValidationSupport unknownSystems = new UnknownCodeSystemWarningValidationSupport(context);
@@ -49,16 +53,6 @@ final class Engine {
     // A meta.profile no package defines is an error, never a silent pass.
     module.setErrorForUnknownProfiles(true);
     validator = context.newValidator().registerValidatorModule(module);
-  }
-
-  private static IValidationSupport load(FhirContext context, Path file) {
-    PackageSupport support = new PackageSupport(context);
-    try {
-      support.loadPackageFromClasspath("classpath:/" + file.getFileName());
-    } catch (IOException e) {
-      throw new UncheckedIOException("cannot read " + file, e);
-    }
-    return support;
   }
 
   /**

@@ -15,7 +15,8 @@ NO_PACKAGES = ("no FHIR packages folder: set SIDECAR_FHIR_PACKAGES_DIR (YAML fhi
 SHOWN = ("fatal", "error", "warning")
 
 
-def run(paths: Sequence[Path], packages_dir: str, profiles: Sequence[str], out: TextIO = sys.stdout) -> int:
+def run(paths: Sequence[Path], packages_dir: str, profiles: Sequence[str], out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     if not packages_dir:
         print(f"pdex-sidecar: {NO_PACKAGES}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from sidecar.store.db import Store
 from sidecar.store.exchanges import exchanges
 from sidecar.store.partners import DEFAULT_SCOPES, Partner, add_partner, all_partners, get_partner
 from sidecar.store.grants import revoke_grants
+from sidecar.validation.command import run as run_validation
 
 log = logging.getLogger("sidecar")
 
@@ -262,6 +263,10 @@ def _pull_status(store: Store, partner: str | None) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    return run_validation(args.paths, args.packages or load_settings(args.config).fhir_packages_dir, args.profile or [])
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="YAML settings file (environment variables override it)")
@@ -341,6 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--schedule", action="store_true",
                       help="repeat --since-last pulls every pull_interval_days for members with concurrent coverage")
     pull.set_defaults(run=_pull)
+
+    validate = commands.add_parser("validate", help="validate FHIR resources against the IG packages (offline)",
+                                   parents=[common])
+    validate.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR",
+                          help="a JSON file, an NDJSON file, or a folder of them")
+    validate.add_argument("--packages", help="folder of FHIR IG packages (default: fhir_packages_dir)")
+    validate.add_argument("--profile", action="append",
+                          help="profile URL to validate against (repeatable; default: each resource's meta.profile)")
+    validate.set_defaults(run=_validate)
 
     audit = commands.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
     audit.add_parser("verify", help="check the hash chain of the audit trail",

@@ -31,6 +31,7 @@ class Settings:
     upstream_read_timeout: float = 60.0
     upstream_pool_size: int = 64
     log_level: str = "INFO"
+    fhir_packages_dir: str = ""
     access_token_lifetime: int = 300
     clock_skew_seconds: float = 30.0
     jwks_cache_seconds: float = 300.0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Iterator
@@ -9,7 +10,9 @@ from typing import AsyncIterator, Awaitable, Callable, Iterator
 import aiohttp
 import pytest
 
-from sidecar.devstack import HapiServer, SidecarProcess, obtain_hapi
+from sidecar.config import load_settings
+from sidecar.devstack import REPO_ROOT, HapiServer, SidecarProcess, obtain_hapi
+from sidecar.validation.engine import Validator, build_jar
 from tests.smart import Registered, bearer_headers, register_client
 
 # How often the test sidecar looks for clients registered from outside (the tests register them).
@@ -23,6 +26,18 @@ def hapi() -> Iterator[HapiServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def validator() -> Iterator[Validator]:
+    """HAPI's FHIR validator (validator/, built if needed) with the IG packages of fhir_packages_dir, else of
+    ../shared/fhir-packages beside the project (as in CI); one JVM for the whole run."""
+    if shutil.which("java") is None:
+        pytest.skip("Java is not installed: the FHIR validator (validator/) needs Java 17 and Maven")
+    configured = load_settings().fhir_packages_dir
+    packages = Path(configured) if configured else REPO_ROOT.parent / "shared" / "fhir-packages"
+    with Validator(packages, build_jar()).start() as started:
+        yield started
 
 
 @pytest.fixture(scope="session")

@@ -55,3 +55,9 @@ def test_a_boolean_setting_refuses_anything_else():
 def test_an_unknown_time_zone_is_refused():
     with pytest.raises(ConfigError, match="service_date_timezone"):
         load_settings(environ={"SIDECAR_SERVICE_DATE_TIMEZONE": "Mars/Olympus"})
+
+
+def test_the_fhir_packages_folder_comes_from_its_setting_and_has_no_default():
+    assert load_settings(environ={}).fhir_packages_dir == ""
+    assert load_settings(environ={"SIDECAR_FHIR_PACKAGES_DIR": "/srv/fhir-packages"}).fhir_packages_dir == \
+        "/srv/fhir-packages"

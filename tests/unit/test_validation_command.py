@@ -1,0 +1,91 @@
+"""`pdex-sidecar validate` without a JVM: what it reads, what it reports, and its exit status."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from sidecar.cli import main
+from sidecar.validation.command import write_report
+from sidecar.validation.engine import Issue, Result
+from sidecar.validation.inputs import read_inputs
+
+
+def test_an_ndjson_file_gives_each_line_named_by_its_number(tmp_path: Path):
+    (tmp_path / "Group.ndjson").write_text('{"resourceType":"Group","id":"a"}\n\n{"resourceType":"Group","id":"b"}\n')
+    found = list(read_inputs([tmp_path / "Group.ndjson"]))
+    assert [(i.source.rsplit("/", 1)[1], i.resource["id"]) for i in found] == [("Group.ndjson:1", "a"),
+                                                                             ("Group.ndjson:3", "b")]
+
+
+def test_a_folder_gives_its_json_and_ndjson_files_in_name_order(tmp_path: Path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "one.json").write_text('{"resourceType":"Patient","id":"1"}')
+    (tmp_path / "a.ndjson").write_text('{"resourceType":"Patient","id":"0"}')
+    (tmp_path / "README.md").write_text("not a resource")
+    assert [i.resource["id"] for i in read_inputs([tmp_path])] == ["0", "1"]
+
+
+@pytest.mark.parametrize("text, problem", [("{not json", "not JSON"), ('["a"]', "no resourceType")])
+def test_text_that_is_no_resource_is_reported_not_skipped(tmp_path: Path, text: str, problem: str):
+    (tmp_path / "bad.json").write_text(text)
+    [found] = read_inputs([tmp_path / "bad.json"])
+    assert found.resource is None and problem in found.problem
+
+
+def test_a_path_that_does_not_exist_is_an_error(tmp_path: Path):
+    with pytest.raises(FileNotFoundError):
+        list(read_inputs([tmp_path / "missing.json"]))
+
+
+def test_without_a_packages_folder_the_command_says_where_to_point_it(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.delenv("SIDECAR_FHIR_PACKAGES_DIR", raising=False)
+    monkeypatch.delenv("SIDECAR_CONFIG", raising=False)
+    (tmp_path / "p.json").write_text('{"resourceType":"Patient"}')
+    assert main(["validate", str(tmp_path / "p.json")]) == 2
+    assert "SIDECAR_FHIR_PACKAGES_DIR" in capsys.readouterr().err
+
+
+class FakeValidator:
+    """Answers each resource with the issues its id names."""
+
+    def __init__(self, issues: dict[str, list[Issue]]) -> None:
+        self.issues = issues
+
+    def validate(self, resource: dict, profiles) -> Result:
+        return Result(self.issues.get(resource["id"], []), 10.0)
+
+
+def issue(severity: str, location: str = "Group.type") -> Issue:
+    return Issue(severity, location, f"a {severity}", "http://example.org/profile")
+
+
+def report(issues: dict[str, list[Issue]], ids: list[str], tmp_path: Path) -> tuple[int, str]:
+    (tmp_path / "r.ndjson").write_text("\n".join(f'{{"resourceType":"Group","id":"{i}"}}' for i in ids))
+    out = io.StringIO()
+    status = write_report(FakeValidator(issues), list(read_inputs([tmp_path / "r.ndjson"])), [], out)
+    return status, out.getvalue()
+
+
+def test_warnings_alone_exit_zero(tmp_path: Path):
+    status, text = report({"a": [issue("warning"), issue("information")]}, ["a", "b"], tmp_path)
+    assert status == 0
+    assert "Group/a: 0 error(s), 1 warning(s)" in text and "Group/b: valid" in text
+    assert "a information" not in text
+    assert "2 resource(s): 0 with errors; 0 error(s), 1 warning(s), 10 ms per resource" in text
+
+
+def test_any_error_exits_one_and_names_the_element_and_profile(tmp_path: Path):
+    status, text = report({"b": [issue("warning"), issue("error", "Group.member[0]")]}, ["a", "b"], tmp_path)
+    assert status == 1
+    assert "  error: Group.member[0]: a error [http://example.org/profile]" in text
+    assert text.index("error: Group.member[0]") < text.index("warning: Group.type"), "errors first"
+    assert "2 resource(s): 1 with errors; 1 error(s), 1 warning(s)" in text
+
+
+def test_a_line_that_is_no_resource_counts_as_an_error(tmp_path: Path):
+    (tmp_path / "r.ndjson").write_text('{"resourceType":"Group","id":"a"}\n{oops\n')
+    out = io.StringIO()
+    assert write_report(FakeValidator({}), list(read_inputs([tmp_path / "r.ndjson"])), [], out) == 1
+    assert "r.ndjson:2: ERROR not JSON" in out.getvalue()

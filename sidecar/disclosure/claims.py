@@ -17,7 +17,8 @@ BASIS_PROFILES = {
 }
 _PROFILE_KINDS = (("Inpatient-Institutional", "inpatient"), ("Outpatient-Institutional", "outpatient"),
                   ("Professional-NonClinician", "professional"), ("Oral", "oral"), ("Pharmacy", "pharmacy"))
-KEPT_ADJUDICATIONS = frozenset({"denialreason", "allowedunits", "consumedunits", "benefitpaymentstatus"})
+KEPT_ADJUDICATIONS = frozenset({"denialreason", "allowedunits", "consumedunits", "benefitpaymentstatus",
+                                "billingnetworkstatus", "renderingnetworkstatus"})
 _FINANCIAL_HEADER = ("total", "payment", "benefitBalance")
 _FINANCIAL_LINE = ("unitPrice", "net", "factor")
 

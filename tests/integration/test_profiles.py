@@ -218,19 +218,12 @@ def test_every_exported_resource_conforms_to_its_own_profiles(validator, bulk):
     assert_none(found)
 
 
-@pytest.mark.xfail(strict=True, reason="exports carry no Transmitter Provenance yet (PDex 2.2 §pdex-127): "
-                                       "there is no Provenance to validate")
 def test_exports_carry_a_provenance_conforming_to_pdex_provenance(validator, bulk):
     provenances = [r for r in bulk.exported if r["resourceType"] == "Provenance"]
     assert provenances
     assert_none({f"Provenance/{p['id']}": errors(validator, p, PDEX_PROVENANCE) for p in provenances})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the ingest Provenance (sidecar/client/ingest.py) types its transmitter agent with "
-    "http://terminology.hl7.org/CodeSystem/provenance-participant-type#transmitter, a code that system does not "
-    "have: \"Provenance.agent[1].type: Unknown code\"; PDex's ProvenanceTransmitter slice wants "
-    "http://hl7.org/fhir/us/core/CodeSystem/us-core-provenance-participant-type#transmitter"))
 def test_the_provenance_the_requesting_side_writes_conforms_to_pdex_provenance(validator):
     written = provenance("payer-a", "https://payer-a.example/fhir", "p2p-member", ["Observation/p2p-1"],
                          ["digest"], "2026-01-02T03:04:05Z")
@@ -303,14 +296,7 @@ def claims(hapi, sidecar, validator) -> dict[str, tuple[dict, dict]]:
     return found
 
 
-@pytest.mark.parametrize("kind", [
-    "inpatient", "outpatient", "pharmacy", "professional",
-    pytest.param("oral", marks=pytest.mark.xfail(strict=True, reason=(
-        "the Basis view drops the header adjudication renderingnetworkstatus, a network status without amount that "
-        "C4BB-ExplanationOfBenefit-Oral requires: \"Slice 'ExplanationOfBenefit.adjudication:renderingnetworkstatus': "
-        "a matching slice is required, but not found\" and \"ExplanationOfBenefit.adjudication: minimum required = 2, "
-        "but only found 1\" (sidecar/disclosure/claims.py keeps neither renderingnetworkstatus nor "
-        "billingnetworkstatus)")))])
+@pytest.mark.parametrize("kind", ["inpatient", "outpatient", "pharmacy", "professional", "oral"])
 def test_a_claim_in_its_basis_view_adds_no_carin_2_0_0_error_but_for_the_amounts_it_leaves_out(validator, claims,
                                                                                                 kind):
     original, basis = claims[kind]
@@ -325,10 +311,6 @@ def test_a_claim_in_its_basis_view_adds_no_carin_2_0_0_error_but_for_the_amounts
     assert_none({"basis view": added})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the SMART oauth-uris extension in rest.security has token but no authorize, which its definition "
-    "(hl7.fhir.uv.extensions.r4 5.2.0) requires: \"Slice 'Extension.extension:authorize': a matching slice is "
-    "required, but not found\" and \"Extension.extension: minimum required = 2, but only found 1\""))
 def test_the_capability_statement_conforms_to_r4(validator, sidecar):
     status, _, body = call("GET", f"{sidecar.fhir_base}/metadata")
     assert status == 200

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.disclosure.claims import non_financial
 from sidecar.disclosure.claims import BASIS_PROFILES, non_financial
 from sidecar.disclosure.rules import REGULAR, SENSITIVE, DisclosureRules, policy_of
 from sidecar.disclosure.sensitivity import PACKAGED_DATA, Reason, SensitiveData, SensitiveDataError
@@ -419,3 +420,17 @@ def test_a_display_with_escaped_quotes_is_still_read():
                "medicationCodeableConcept": {"coding": [{"system": "urn:local", "code": "7",
                                                          "display": 'the "blue" methadone tablet'}]}}
     assert decide(request).reason.rule == "sensitive-text:sud"
+
+
+def test_network_status_adjudications_stay_in_the_basis_view_without_amounts():
+    category = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBAdjudicationDiscriminator"
+    status = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBPayerAdjudicationStatus"
+    eob = {"resourceType": "ExplanationOfBenefit", "use": "claim", "type": {"coding": [{"code": "oral"}]},
+           "adjudication": [{"category": {"coding": [{"system": category, "code": code}]},
+                             "reason": {"coding": [{"system": status, "code": "innetwork"}]},
+                             "amount": {"value": 1, "currency": "USD"}}
+                            for code in ("billingnetworkstatus", "renderingnetworkstatus")]}
+    view, _ = non_financial(eob)
+    assert [a["category"]["coding"][0]["code"] for a in view["adjudication"]] == ["billingnetworkstatus",
+                                                                                "renderingnetworkstatus"]
+    assert all("amount" not in a for a in view["adjudication"])

@@ -1,6 +1,8 @@
 """`pdex-sidecar validate FILE|DIR... [--packages DIR] [--profile URL]...`: validates resources against the IG
-packages of `fhir_packages_dir` and prints a report; exit status 0 only when no resource has an error-level issue,
-1 when some have, 2 when the validator cannot run (no packages folder, no Java, a definition missing)."""
+packages of `fhir_packages_dir` and prints a report. Exit status: 0 when every resource validated without an
+error-level issue against every profile it claims; 1 when some have errors; 3 when none has, but some claim a
+`meta.profile` no package defines (validated against the rest, the unknown ones named); 2 when the validator cannot
+run (no packages folder, no Java, a profile asked for with --profile or a definition a profile uses missing)."""
 from __future__ import annotations
 
 import sys
@@ -13,6 +15,7 @@ from sidecar.validation.inputs import Input, read_inputs
 NO_PACKAGES = ("no FHIR packages folder: set SIDECAR_FHIR_PACKAGES_DIR (YAML fhir_packages_dir) or pass --packages "
                "DIR, a folder of IG packages (<id>#<version>.tgz: PDex, HRex, CARIN BB, US Core, their dependencies)")
 SHOWN = ("fatal", "error", "warning")
+UNKNOWN_PROFILES = 3
 
 
 def run(paths: Sequence[Path], packages_dir: str, profiles: Sequence[str], out: TextIO | None = None) -> int:
@@ -34,6 +37,7 @@ def run(paths: Sequence[Path], packages_dir: str, profiles: Sequence[str], out: 
 def write_report(validator: Validator, inputs: list[Input], profiles: Sequence[str], out: TextIO) -> int:
     errors = warnings = failed = 0
     total_ms = 0.0
+    unknown: dict[str, int] = {}   # profile → how many resources claim it
     for item in inputs:
         if item.resource is None:
             failed += 1
@@ -47,6 +51,8 @@ def write_report(validator: Validator, inputs: list[Input], profiles: Sequence[s
         errors += n_errors
         warnings += len(shown) - n_errors
         failed += bool(n_errors)
+        for profile in result.unknown_profiles:
+            unknown[profile] = unknown.get(profile, 0) + 1
         name = f"{item.resource['resourceType']}/{item.resource.get('id', '-')}"
         verdict = f"{n_errors} error(s), {len(shown) - n_errors} warning(s)" if shown else "valid"
         print(f"\n{item.source} {name}: {verdict}", file=out)
@@ -56,4 +62,7 @@ def write_report(validator: Validator, inputs: list[Input], profiles: Sequence[s
     per_resource = f", {total_ms / validated:.0f} ms per resource" if validated else ""
     print(f"\n{validated} resource(s): {failed} with errors; {errors} error(s), {warnings} warning(s){per_resource}",
           file=out)
-    return 1 if errors else 0
+    if unknown:
+        print("not validated against these profiles, which no package defines (resources claiming each): "
+              + ", ".join(f"{profile} ({count})" for profile, count in sorted(unknown.items())), file=out)
+    return 1 if errors else UNKNOWN_PROFILES if unknown else 0

@@ -26,8 +26,12 @@ MAIN_CLASS = "dev.pdexsidecar.validator.Main"
 # What the validator says when a definition a profile needs is in no package: the setup is broken, and such an
 # issue hides the resource's real ones, so it is never reported as a finding about the resource.
 _MISSING_DEFINITION = re.compile(r"Failed to retrieve profile|could not be resolved|"
-                                 r"has not been checked because it is unknown|"
+                                 r"has not been checked because it (?:is unknown|could not be found)|"
                                  r"Unable to (?:resolve|find) (?:the )?profile", re.IGNORECASE)
+# How HAPI names a profile it cannot find, once as a meta.profile element and once as a profile to validate against.
+_UNKNOWN_PROFILE = re.compile(r"Profile reference '(?P<quoted>[^']+)' has not been checked|"
+                              r"Failed to retrieve profile with url=(?P<bare>\S+)")
+UNKNOWN_PROFILE = "UNKNOWN_PROFILE"
 
 
 class ValidatorError(RuntimeError):
@@ -63,6 +67,36 @@ class Result:
     def errors(self) -> list[Issue]:
         return [i for i in self.issues if i.is_error]
 
+    @property
+    def unknown_profiles(self) -> list[str]:
+        """The resource's meta.profiles no package defines: it was not validated against those."""
+        return [i.profile for i in self.issues if i.message_id == UNKNOWN_PROFILE]
+
+
+def _unknown_url(issue: Issue) -> str | None:
+    found = _UNKNOWN_PROFILE.search(issue.message)
+    return (found["quoted"] or found["bare"]) if found else None
+
+
+def claimed_but_unknown(resource: dict, profiles: Sequence[str], issues: list[Issue]) -> list[Issue]:
+    """The issues with each meta.profile no package defines turned into one warning: the resource was still
+    validated against its base definition and the profiles that resolve, and a claim of a profile that no package
+    defines (CARIN BB's Basis profiles, for one) is not something wrong with the resource. A profile asked for
+    (`profiles`), or one a definition uses, stays an error: then the validation itself is incomplete."""
+    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+    claimed = {p for p in meta.get("profile") or () if isinstance(p, str)} - set(profiles)
+    kept: list[Issue] = []
+    unknown: list[str] = []
+    for issue in issues:
+        url = _unknown_url(issue) if issue.is_error else None
+        if url not in claimed:
+            kept.append(issue)
+        elif url not in unknown:
+            unknown.append(url)
+    location = f"{resource.get('resourceType')}.meta.profile"
+    return kept + [Issue("warning", location, f"profile {url} is defined by no package in the packages folder: "
+                         "not validated against it", url, UNKNOWN_PROFILE) for url in unknown]
+
 
 def build_jar() -> Path:
     """The validator jar, built with Maven unless current (validator/build skips an unchanged build)."""
@@ -78,7 +112,8 @@ class Validator:
     """`Validator(packages_dir, jar).start()`, then `validate(resource, profiles)` as often as needed; `close()`.
 
     `require` names profiles that must be fully defined by the packages: start() fails (MissingDefinitions) when one
-    of them, or a definition one uses, is missing. A validation that meets a missing definition fails the same way.
+    of them, or a definition one uses, is missing. A validation that meets a missing definition fails the same way,
+    but for a meta.profile no package defines: that is a warning, listed in `Result.unknown_profiles`.
     """
 
     def __init__(self, packages_dir: Path, jar: Path, require: Sequence[str] = (),
@@ -127,8 +162,9 @@ class Validator:
             except BrokenPipeError as exc:
                 raise ValidatorError(f"the validator stopped: {self._log_tail()}") from exc
             answer = self._read_line()
-        issues = [Issue(i["severity"], i["location"] or "", i["message"] or "", i["profile"] or "",
-                        i["messageId"] or "") for i in answer["issues"]]
+        issues = claimed_but_unknown(resource, profiles, [
+            Issue(i["severity"], i["location"] or "", i["message"] or "", i["profile"] or "", i["messageId"] or "")
+            for i in answer["issues"]])
         missing = [str(i) for i in issues if i.is_error and _MISSING_DEFINITION.search(i.message)]
         if missing:
             raise MissingDefinitions("the FHIR packages lack a definition: " + "; ".join(missing))

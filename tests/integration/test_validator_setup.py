@@ -25,10 +25,17 @@ def test_a_required_profile_the_packages_cannot_define_fails_the_start(validator
     assert named in str(failed.value)
 
 
-def test_a_meta_profile_no_package_defines_is_a_missing_definition_not_a_finding(validator: Validator):
+def test_a_meta_profile_no_package_defines_is_a_warning_naming_it_and_the_rest_is_still_validated(
+        validator: Validator):
+    result = validator.validate({"resourceType": "Basic",
+                                 "meta": {"profile": ["http://example.org/no-such-profile"]}})
+    assert result.unknown_profiles == ["http://example.org/no-such-profile"]
+    assert ["Basic.code" in i.message for i in result.errors] == [True], "base R4 still checked (code is 1..1)"
+
+
+def test_a_profile_asked_for_that_no_package_defines_is_a_missing_definition_not_a_finding(validator: Validator):
     with pytest.raises(MissingDefinitions, match="no-such-profile"):
-        validator.validate({"resourceType": "Basic", "meta": {"profile": ["http://example.org/no-such-profile"]},
-                            "code": {"text": "x"}})
+        validator.validate({"resourceType": "Basic", "code": {"text": "x"}}, ["http://example.org/no-such-profile"])
 
 
 def test_a_resource_that_is_no_fhir_is_a_fatal_issue(validator: Validator):

@@ -8,7 +8,7 @@ import pytest
 
 from sidecar.cli import main
 from sidecar.validation.command import write_report
-from sidecar.validation.engine import Issue, Result
+from sidecar.validation.engine import UNKNOWN_PROFILE, Issue, Result, claimed_but_unknown
 from sidecar.validation.inputs import read_inputs
 
 
@@ -89,3 +89,52 @@ def test_a_line_that_is_no_resource_counts_as_an_error(tmp_path: Path):
     out = io.StringIO()
     assert write_report(FakeValidator({}), list(read_inputs([tmp_path / "r.ndjson"])), [], out) == 1
     assert "r.ndjson:2: ERROR not JSON" in out.getvalue()
+
+
+BASIS = "http://hl7.org/fhir/us/carin-bb/StructureDefinition/C4BB-ExplanationOfBenefit-Oral-Basis"
+
+
+def hapi_unknown(url: str) -> list[Issue]:
+    """What HAPI's validator says of a profile it cannot find: once at meta.profile, once as a profile to use."""
+    return [Issue("error", "ExplanationOfBenefit.meta.profile[0]",
+                  f"Profile reference '{url}' has not been checked because it could not be found", "",
+                  "Validation_VAL_Profile_Unknown"),
+            Issue("error", "", f"Invalid profile. Failed to retrieve profile with url={url}", "",
+                  "Validation_VAL_Profile_Unknown")]
+
+
+def test_a_claimed_profile_no_package_defines_becomes_one_warning_naming_it():
+    eob = {"resourceType": "ExplanationOfBenefit", "meta": {"profile": [BASIS]}}
+    real = Issue("error", "ExplanationOfBenefit.status", "missing", "")
+    issues = claimed_but_unknown(eob, [], [real, *hapi_unknown(BASIS)])
+    result = Result(issues, 1.0)
+    assert result.errors == [real]
+    assert result.unknown_profiles == [BASIS]
+    assert [(i.severity, i.location, i.message_id) for i in issues[1:]] == [
+        ("warning", "ExplanationOfBenefit.meta.profile", UNKNOWN_PROFILE)]
+
+
+def test_a_profile_asked_for_that_no_package_defines_stays_an_error():
+    eob = {"resourceType": "ExplanationOfBenefit", "meta": {"profile": [BASIS]}}
+    issues = claimed_but_unknown(eob, [BASIS], hapi_unknown(BASIS))
+    assert len(Result(issues, 1.0).errors) == 2 and Result(issues, 1.0).unknown_profiles == []
+    unclaimed = claimed_but_unknown({"resourceType": "ExplanationOfBenefit"}, [], hapi_unknown(BASIS))
+    assert len(Result(unclaimed, 1.0).errors) == 2
+
+
+def unknown(url: str) -> Issue:
+    return Issue("warning", "ExplanationOfBenefit.meta.profile", f"profile {url} is defined by no package", url,
+                 UNKNOWN_PROFILE)
+
+
+def test_profiles_no_package_defines_alone_exit_three_and_are_named_with_how_many_claim_them(tmp_path: Path):
+    status, text = report({"a": [unknown(BASIS)], "b": [unknown(BASIS)]}, ["a", "b", "c"], tmp_path)
+    assert status == 3
+    assert "Group/a: 0 error(s), 1 warning(s)" in text and "warning: ExplanationOfBenefit.meta.profile" in text
+    assert text.rstrip().endswith(f"which no package defines (resources claiming each): {BASIS} (2)")
+
+
+def test_errors_outrank_unknown_profiles_in_the_exit_status(tmp_path: Path):
+    status, text = report({"a": [unknown(BASIS)], "b": [issue("error")]}, ["a", "b"], tmp_path)
+    assert status == 1
+    assert f"{BASIS} (1)" in text

@@ -15,6 +15,7 @@ Tests marked xfail name a known error in what the product emits; the fix flips t
 """
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import random
@@ -29,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.client.ingest import provenance
-from sidecar.devstack import SidecarProcess
+from sidecar.devstack import SidecarProcess, free_port
 from sidecar.disclosure.claims import claim_kind
 from sidecar.store.db import Store
 from sidecar.store.grants import Grant, add_grant
@@ -37,6 +38,7 @@ from sidecar.validation.engine import Validator
 from tests.integration.test_bulk import PARTNER_SCOPES, await_job, call, member_bundle, ndjson, token
 from tests.integration.test_member_match import MATCH_SCOPE, THIS_PAYER, consent, parameters, patient
 from tests.smart import Registered, register_client
+from tests.unit.test_upstream_trouble import authorized_client, serve_raw, settings_for
 
 pytestmark = pytest.mark.hapi
 
@@ -48,6 +50,8 @@ HREX_CONSENT = HREX + "hrex-consent|1.0.0"
 MATCH_GROUP = PDEX + "pdex-member-match-group|2.2.0"
 NO_MATCH_GROUP = PDEX + "pdex-member-no-match-group|2.2.0"
 MULTI_MATCH_OUT = PDEX + "pdex-parameters-multi-member-match-bundle-out|2.2.0"
+# The 2.1.x profile has the same canonical URL; 2.1.1 is the build nearest published 2.1.0 in the packages.
+MULTI_MATCH_OUT_2_1 = PDEX + "pdex-parameters-multi-member-match-bundle-out|2.1.1"
 PDEX_PROVENANCE = PDEX + "pdex-provenance|2.2.0"
 CLOSEST_CARIN = {"inpatient": "Inpatient-Institutional", "outpatient": "Outpatient-Institutional",
                  "professional": "Professional-NonClinician", "oral": "Oral", "pharmacy": "Pharmacy"}
@@ -212,6 +216,10 @@ def test_the_2_1_0_parameters_envelope_conforms_to_multi_member_match_out(valida
     assert_conforms(validator, bulk.envelope, MULTI_MATCH_OUT)
 
 
+def test_the_2_1_0_parameters_envelope_conforms_to_pdex_2_1_multi_member_match_out(validator, bulk):
+    assert_conforms(validator, bulk.envelope, MULTI_MATCH_OUT_2_1)
+
+
 def test_every_exported_resource_conforms_to_its_own_profiles(validator, bulk):
     assert {r["resourceType"] for r in bulk.exported} >= {"Patient", "Coverage", "Observation"}
     found = {f"{r['resourceType']}/{r['id']}": errors(validator, r) for r in bulk.exported}
@@ -339,6 +347,35 @@ def test_operation_outcomes_conform_to_r4(validator, sidecar):
     assert all(status >= 400 for status, _ in answers.values()), {k: s for k, (s, _) in answers.items()}
     found = {kind: errors(validator, json.loads(body)) for kind, (_, body) in answers.items()}
     assert_none(found)
+
+
+async def test_operation_outcomes_of_hapi_unreachable_silent_or_garbled_conform_to_r4(validator, aiohttp_client,
+                                                                                     tmp_path):
+    async def silent(reader, writer):
+        await asyncio.sleep(5)
+        writer.close()
+
+    async def garbage(reader, writer):
+        await reader.read(100)
+        writer.write(b"THIS IS NOT HTTP\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    answers = {}
+    down = settings_for(f"http://127.0.0.1:{free_port()}/fhir", tmp_path / "down")
+    client, auth = await authorized_client(aiohttp_client, down)
+    for name, path, headers in (("search", "/fhir/Patient?name=x", auth), ("metadata", "/fhir/metadata", {})):
+        resp = await client.get(path, headers=headers)
+        answers[f"unreachable {name}"] = (resp.status, await resp.json(content_type=None))
+    for name, handler, timeout in (("silent", silent, 0.3), ("garbled", garbage, 60.0)):
+        server, base = await serve_raw(handler)
+        async with server:
+            client, auth = await authorized_client(aiohttp_client, settings_for(base, tmp_path / name, timeout))
+            resp = await client.get("/fhir/Patient", headers=auth)
+            answers[name] = (resp.status, await resp.json(content_type=None))
+    assert {name: status for name, (status, _) in answers.items()} == {
+        "unreachable search": 503, "unreachable metadata": 503, "silent": 504, "garbled": 502}
+    assert_none({name: errors(validator, outcome) for name, (_, outcome) in answers.items()})
 
 
 def test_member_match_refusals_conform_to_r4(validator, sidecar):

@@ -22,8 +22,12 @@ from pathlib import Path
 import pytest
 
 from sidecar.devstack import SidecarProcess, free_port, obtain_hapi
+from sidecar.disclosure.claims import BASIS_PROFILES
+from sidecar.provenance.transmitter import PDEX_PROVENANCE
+from sidecar.store.db import Store
 from sidecar.store.partners import DEFAULT_SCOPES
 from tests.integration.test_bulk import SUD, call
+from tests.integration.test_profiles import PDEX_PROVENANCE as PDEX_2_2_PROVENANCE, assert_none, errors
 from tests.integration.test_member_match import NPI, THIS_PAYER, consent
 from tests.relay import FailingRelay
 from tests.smart import Registered, register_client
@@ -76,6 +80,22 @@ class PayerB:
 
     def ingested(self, query: str) -> list[dict]:
         return search(self.hapi, f"{query}{'&' if '?' in query else '?'}_tag={TAG}|{self.partner}")
+
+    def everything_ingested(self) -> list[dict]:
+        """What pulls from this partner wrote, read back from our HAPI: each resource the pull records as ingested
+        (the partner's data and Provenances), and our own Provenances of them."""
+        store = Store(self.data_dir)
+        try:
+            written = [row["local"] for row in store.db.query("SELECT local FROM ingested WHERE partner = ?",
+                                                              [self.partner])]
+        finally:
+            store.close()
+        read = []
+        for reference in sorted(written):
+            status, _, body = call("GET", f"{self.hapi}/{reference}")
+            assert status == 200, body[:400]
+            read.append(json.loads(body))
+        return read + ours_and_theirs(self)[0]
 
 
 def last_progress(stderr: str) -> dict[str, int]:
@@ -271,3 +291,22 @@ def test_single_match_of_someone_payer_a_does_not_know_is_queued_for_retry(payer
     status = payer_b.cli("pull", "status", "--partner", payer_b.partner).stdout
     row = next(line for line in status.splitlines() if f"Patient/{unknown['id']}\t" in line)
     assert row.split("\t")[2] == "no-match"
+
+
+def test_everything_the_pull_wrote_into_payer_bs_hapi_conforms_to_its_profiles(payers, validator):
+    payer_b = payers["payer_b"]
+    written = payer_b.everything_ingested()
+    ours, theirs = ours_and_theirs(payer_b)
+    assert {r["resourceType"] for r in written} >= {"Observation", "Coverage", "Provenance"} and ours and theirs
+    assert all(PDEX_PROVENANCE in p["meta"]["profile"] for p in theirs), "A's Provenance is checked as PDex's"
+    found: dict[str, list[str]] = {}
+    unknown: set[str] = set()
+    for resource in written:
+        result = validator.validate(resource)
+        found[f"{resource['resourceType']}/{resource['id']}"] = [str(i) for i in result.errors]
+        unknown.update(result.unknown_profiles)
+    for provenance in ours:
+        found[f"ours: Provenance/{provenance['id']}"] = errors(validator, provenance, PDEX_2_2_PROVENANCE)
+    assert_none(found)
+    # A claim arrives in its Basis view, claiming CARIN's Basis profile: CARIN BB 2.1.0+, in no package here.
+    assert unknown <= set(BASIS_PROFILES.values())

@@ -31,10 +31,12 @@ import pytest
 
 from sidecar.client.ingest import provenance
 from sidecar.devstack import SidecarProcess, free_port
-from sidecar.disclosure.claims import claim_kind
+from sidecar.disclosure.claims import BASIS_PROFILES, claim_kind
 from sidecar.store.db import Store
 from sidecar.store.grants import Grant, add_grant
+from sidecar.validation.command import write_report
 from sidecar.validation.engine import Validator
+from sidecar.validation.inputs import read_inputs
 from tests.integration.test_bulk import PARTNER_SCOPES, await_job, call, member_bundle, ndjson, token
 from tests.integration.test_member_match import MATCH_SCOPE, THIS_PAYER, consent, parameters, patient
 from tests.smart import Registered, register_client
@@ -317,6 +319,17 @@ def test_a_claim_in_its_basis_view_adds_no_carin_2_0_0_error_but_for_the_amounts
     inherited = set(errors(validator, original, profile))
     added = [e for e in errors(validator, stand_in, profile) if e not in inherited and not FINANCIAL.search(e)]
     assert_none({"basis view": added})
+
+
+def test_validating_claims_as_exported_names_their_basis_profiles_as_unknown_and_exits_three(validator, claims,
+                                                                                           tmp_path):
+    (tmp_path / "ExplanationOfBenefit.ndjson").write_text("\n".join(json.dumps(basis) for _, basis in claims.values()))
+    out = io.StringIO()
+    status = write_report(validator, list(read_inputs([tmp_path])), [], out)
+    report = out.getvalue()
+    assert status == 3, report
+    assert "5 resource(s): 0 with errors" in report
+    assert all(f"{profile} (1)" in report for profile in BASIS_PROFILES.values()), report
 
 
 def test_the_capability_statement_conforms_to_r4(validator, sidecar):

@@ -4,12 +4,15 @@ profiles the specs name, with the IG packages of fhir_packages_dir (else ../shar
 - the `$member-match` answer: HRex `hrex-parameters-member-match-out` (1.0.0, the only HRex in the packages);
 - the Member Match Groups of `$bulk-member-match`: PDex 2.2.0 `pdex-member-match-group` (MatchedMembers) and
   `pdex-member-no-match-group` (NonMatchedMembers, ConsentConstrainedMembers); the 2.1.0 Parameters envelope:
-  `pdex-parameters-multi-member-match-bundle-out`; the manifest's error file and every exported resource: base R4;
+  `pdex-parameters-multi-member-match-bundle-out` of PDex 2.2.0 and 2.1.1; the manifest's error file and every
+  exported resource: base R4;
 - claims as partners receive them (the CARIN BB non-financial Basis view): CARIN BB 2.0.0 has no Basis profiles
   (2.1.0 added them), so each is checked against the 2.0.0 profile of its kind, where only the financial elements
-  the Basis view leaves out by design may fail;
-- Provenance: PDex 2.2.0 `pdex-provenance`, in exports and as the requesting side writes it;
-- the CapabilityStatement and OperationOutcomes: base R4; the Consent stored in HAPI: HRex `hrex-consent`.
+  the Basis view leaves out by design may fail; validated as exported, the Basis profile is reported unknown;
+- Provenance: PDex 2.2.0 `pdex-provenance`, in exports and as the requesting side writes it (test_pull.py validates
+  all a pull writes into the requesting side's HAPI);
+- the CapabilityStatement and OperationOutcomes (4xx, and 5xx when HAPI is down, silent or garbled): base R4; the
+  Consent stored in HAPI: HRex `hrex-consent`.
 
 Tests marked xfail name a known error in what the product emits; the fix flips them (strict).
 """

@@ -30,7 +30,7 @@ from sidecar.store.db import Store
 from sidecar.store.exchanges import exchanges
 from sidecar.store.partners import DEFAULT_SCOPES, Partner, add_partner, all_partners, get_partner
 from sidecar.store.grants import revoke_grants
-from sidecar.validation.command import run as run_validation
+from sidecar.validation.command import EXIT_STATUS as VALIDATE_EXIT_STATUS, run as run_validation
 
 log = logging.getLogger("sidecar")
 
@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     pull.set_defaults(run=_pull)
 
     validate = commands.add_parser("validate", help="validate FHIR resources against the IG packages (offline)",
-                                   parents=[common])
+                                   parents=[common], epilog=VALIDATE_EXIT_STATUS)
     validate.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR",
                           help="a JSON file, an NDJSON file, or a folder of them")
     validate.add_argument("--packages", help="folder of FHIR IG packages (default: fhir_packages_dir)")

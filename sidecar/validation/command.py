@@ -16,6 +16,9 @@ NO_PACKAGES = ("no FHIR packages folder: set SIDECAR_FHIR_PACKAGES_DIR (YAML fhi
                "DIR, a folder of IG packages (<id>#<version>.tgz: PDex, HRex, CARIN BB, US Core, their dependencies)")
 SHOWN = ("fatal", "error", "warning")
 UNKNOWN_PROFILES = 3
+EXIT_STATUS = ("exit status: 0 no errors, every claimed profile checked; 1 errors; 3 no errors, but some resources "
+               "claim a meta.profile no package defines (named in the report, not validated against); 2 the validator "
+               "cannot run (no packages, no Java, a --profile or a definition a profile needs missing)")
 
 
 def run(paths: Sequence[Path], packages_dir: str, profiles: Sequence[str], out: TextIO | None = None) -> int:

@@ -138,3 +138,10 @@ def test_errors_outrank_unknown_profiles_in_the_exit_status(tmp_path: Path):
     status, text = report({"a": [unknown(BASIS)], "b": [issue("error")]}, ["a", "b"], tmp_path)
     assert status == 1
     assert f"{BASIS} (1)" in text
+
+
+def test_the_command_help_gives_the_exit_statuses(capsys):
+    with pytest.raises(SystemExit):
+        main(["validate", "--help"])
+    assert "3 no errors, but some resources claim a meta.profile no package defines" in " ".join(
+        capsys.readouterr().out.split())

@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from typing import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -91,27 +92,34 @@ def partner(data_dir: Path, group_id: str, patient_ids: list[str]) -> ClientKey:
     return key
 
 
-async def export(session: aiohttp.ClientSession, kickoff: str, headers: dict[str, str], method: str) -> int:
+Headers = Callable[[], Awaitable[dict[str, str]]]
+"""Each request's headers, asked for anew: a large export outlives one access token."""
+
+
+async def export(session: aiohttp.ClientSession, kickoff: str, headers: Headers, method: str) -> int:
     """Kick-off, poll every 0.5 s, download every output file; the number of resources received."""
     body = {"resourceType": "Parameters", "parameter": [
         {"name": "_type", "valueString": "Patient,Observation"}]} if method == "POST" else None
-    async with session.request(method, kickoff, json=body, headers={**headers, **ASYNC}) as resp:
+    async with session.request(method, kickoff, json=body, headers={**await headers(), **ASYNC}) as resp:
         assert resp.status == 202, await resp.text()
         status_url = resp.headers["Content-Location"]
     while True:
         await asyncio.sleep(0.5)
-        async with session.get(status_url, headers={**headers, "Accept": "application/json"}) as resp:
+        async with session.get(status_url, headers={**await headers(), "Accept": "application/json"}) as resp:
             if resp.status == 200:
                 manifest = await resp.json(content_type=None)
                 break
             assert resp.status == 202, (resp.status, await resp.text())
     lines = 0
     for item in manifest["output"]:
-        async with session.get(item["url"], headers={**headers, "Accept": "application/fhir+ndjson"}) as resp:
+        async with session.get(item["url"], headers={**await headers(), "Accept": "application/fhir+ndjson"}) as resp:
             assert resp.status == 200, await resp.text()
             async for chunk in resp.content.iter_chunked(1 << 16):
                 lines += chunk.count(b"\n")
     return lines
+
+
+TOKEN_RENEWAL_SECONDS = 240  # the sidecar's tokens live 300 s
 
 
 class PeakMemory:
@@ -154,9 +162,17 @@ async def measure(hapi_base: str, members: int, per_member: int, rounds: int, py
             idle = psutil.Process(sidecar.process.pid).memory_info().rss
             key = partner(sidecar.data_dir, group_id, patient_ids)
             await asyncio.sleep(1.0)
-            token = (await request_token(session, f"{sidecar.public_url}/auth/token", "bench-partner", key,
-                                         SCOPES))["access_token"]
-            bearer = {"Authorization": f"Bearer {token}"}
+            token: dict[str, object] = {"at": 0.0, "value": ""}
+
+            async def bearer() -> dict[str, str]:
+                if time.monotonic() - float(token["at"]) > TOKEN_RENEWAL_SECONDS:
+                    token["value"] = (await request_token(session, f"{sidecar.public_url}/auth/token",
+                                                          "bench-partner", key, SCOPES))["access_token"]
+                    token["at"] = time.monotonic()
+                return {"Authorization": f"Bearer {token['value']}"}
+
+            async def no_cache() -> dict[str, str]:
+                return {"Cache-Control": "no-cache"}
             times: dict[str, list[float]] = {"hapi": [], "sidecar": []}
             counts: dict[str, int] = {}
             peak = 0
@@ -165,7 +181,7 @@ async def measure(hapi_base: str, members: int, per_member: int, rounds: int, py
                     began = time.perf_counter()
                     if side == "hapi":
                         counts[side] = await export(session, f"{hapi_base}/Group/{group_id}/$export?_type=Patient,"
-                                                    "Observation", {"Cache-Control": "no-cache"}, "GET")
+                                                    "Observation", no_cache, "GET")
                     else:
                         with PeakMemory(sidecar.process.pid) as memory:
                             counts[side] = await export(session, f"{sidecar.fhir_base}/Group/{group_id}/"

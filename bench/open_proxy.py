@@ -19,9 +19,9 @@ from sidecar.gate.gate import DisclosureGate
 from sidecar.gate.pages import PageLinks
 from sidecar.gate.reader import PartnerReader
 from sidecar.hapi.client import HapiClient
-from sidecar.gate.table import PROXY_ROUTE_KEY
+from sidecar.gate.table import PROXY_ROUTE_KEY, resolve_proxied
 from sidecar.proxy.handler import ProxyHandler
-from sidecar.proxy.routes import Refusal, resolve
+from sidecar.proxy.routes import Refusal
 from sidecar.proxy.rewrite import UrlMap
 from sidecar.store.clients import Client
 
@@ -35,7 +35,7 @@ async def no_authorization(request: web.Request, handler):
     request[CALLER_KEY] = EVERYONE
     if "tail" not in request.match_info:
         return await handler(request)
-    decision = resolve(request.method, [s for s in request.match_info.get("tail", "").split("/") if s], request.query)
+    decision = resolve_proxied(request)
     if isinstance(decision, Refusal):
         return web.Response(status=decision.status)
     request[PROXY_ROUTE_KEY] = decision

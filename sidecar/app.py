@@ -16,8 +16,6 @@ from sidecar.auth.directory import Directory
 from sidecar.auth.discovery import advertise_smart_security, smart_configuration_handler, token_url
 from sidecar.auth.jwks import JwksCache
 from sidecar.auth.middleware import BearerAuth
-from sidecar.gate.table import OPEN_ROUTES, PROXY_ROUTE_KEY, authorize, register
-from sidecar.proxy.routes import Refusal, resolve
 from sidecar.auth.token_endpoint import TokenEndpoint
 from sidecar.auth.tokens import TokenService
 from sidecar.capability import CapabilityService
@@ -33,6 +31,7 @@ from sidecar.export.job import ExportJob
 from sidecar.gate.gate import DisclosureGate
 from sidecar.gate.pages import PageLinks
 from sidecar.gate.reader import PartnerReader
+from sidecar.gate.table import OPEN_ROUTES, PROXY_ROUTE_KEY, authorize, refused_route, register, resolve_proxied
 from sidecar.hapi.client import HapiClient
 from sidecar.jobs.handlers import JobHandlers
 from sidecar.jobs.runner import JobRunner
@@ -41,6 +40,7 @@ from sidecar.matching.groups import PartnerGroups
 from sidecar.matching.operation import MemberMatch, advertise_member_match
 from sidecar.matching.scoring import Scorer, load_nicknames, load_weights
 from sidecar.provenance.transmitter import payer_reference
+from sidecar.proxy.routes import Refusal
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.rewrite import UrlMap
 from sidecar.store.db import Store
@@ -123,9 +123,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
 
     async def through_proxy(request: web.Request) -> web.StreamResponse:
         # An operator's Group requests are ordinary proxied reads and searches.
-        decision = resolve(request.method, request.path.split("/")[2:], request.query)
+        decision = resolve_proxied(request)
         if isinstance(decision, Refusal):
-            return outcome_response(decision.status, decision.code, decision.reason)
+            return refused_route(request, decision)
         request[PROXY_ROUTE_KEY] = decision
         return await proxy.handle(request)
 

@@ -109,6 +109,8 @@ class BearerAuth:
             answer = answer_for(exc)
             if answer is None:
                 raise
+            if not record.refusal:
+                record.refuse(str(exc))  # bad input or HAPI trouble, worded as the client was told
             status = answer.status
             return answer
         finally:

@@ -9,7 +9,9 @@ resource cannot be counted. Links are sealed `PageLinks` tokens, never HAPI's pa
 A partner's `$everything` page also carries this payer's Transmitter Provenance for the page's released resources
 (PDex §pdex-127), made for the page and never stored: its targets are what the page holds, nothing else.
 
-Internal clients whose scopes do not cover everything get HAPI's answer with each resource checked by scope.
+Internal clients whose scopes do not cover everything take the same path without member narrowing: each resource
+is checked against their scopes. A query the allow-list refuses raises `QueryRefused`, which the error boundary
+answers (400 naming the parameter) and the audit records.
 """
 from __future__ import annotations
 
@@ -55,10 +57,6 @@ class PageGone(Exception):
 
 def not_available(what: str) -> web.Response:
     return outcome_response(404, "not-found", f"{what} is not available")
-
-
-def refused_query(error: QueryRefused) -> web.Response:
-    return outcome_response(400, "invalid", str(error), expression=[error.parameter])
 
 
 def _later_batch(count: int) -> int:
@@ -132,10 +130,7 @@ class PartnerReader:
     # --- reads -----------------------------------------------------------------------------------------------
     async def read(self, request: web.Request, caller: Caller, resource_type: str, resource_id: str) -> web.Response:
         what = f"{resource_type}/{resource_id}"
-        try:
-            check_plain_read(request.query.items())
-        except QueryRefused as error:
-            return refused_query(error)
+        check_plain_read(request.query.items())
         if caller.patients is not None and resource_type == "Patient" and resource_id not in caller.patients:
             note_refusal(request, "member not granted")
             return not_available(what)
@@ -148,10 +143,7 @@ class PartnerReader:
     async def binary(self, request: web.Request, caller: Caller, binary_id: str) -> web.Response:
         """A Binary leaves with a released DocumentReference of the caller's members that points to it."""
         what = f"Binary/{binary_id}"
-        try:
-            check_plain_read(request.query.items())
-        except QueryRefused as error:
-            return refused_query(error)
+        check_plain_read(request.query.items())
         if caller.patients is not None and not caller.patients:
             return not_available(what)
         locations = [f"Binary/{binary_id}", f"{self.upstream.base}/Binary/{binary_id}",
@@ -182,44 +174,34 @@ class PartnerReader:
     # --- searches --------------------------------------------------------------------------------------------
     async def search(self, request: web.Request, caller: Caller, resource_type: str,
                      pairs: list[tuple[str, str]]) -> web.Response:
-        try:
-            query = self.gate.start(resource_type, pairs, await self.catalog())
-        except QueryRefused as error:
-            note_refusal(request, str(error))
-            return refused_query(error)
-        self_url = f"{self.public_fhir_base}/{resource_type}?" + urlencode([*query.pairs, ("_count", query.count)])
+        query = self.gate.start(resource_type, pairs, await self.catalog())
+        state = PageState(caller.client.client_id, SEARCH, resource_type, query.pairs, query.count, "", 0)
         restriction = restricting_parameter(resource_type) if caller.patients is not None else None
         if restriction is not None and not caller.patients:
-            return self._bundle([], [], self_url, None)
+            return self._bundle([], [], self._self_url(state), None)
         upstream_pairs = query.as_list()
         if restriction is not None:
             upstream_pairs.append((restriction, ",".join(sorted(caller.patients or ()))))
 
         async def first(batch: int) -> tuple[int, object]:
             return await self.upstream.fetch_json(request, "POST", f"/{resource_type}/_search",
-                                       [*upstream_pairs, ("_count", str(batch))])
+                                                  [*upstream_pairs, ("_count", str(batch))])
 
-        state = PageState(caller.client.client_id, SEARCH, resource_type, query.pairs, query.count, "", 0)
-        return await self._fill(request, caller, state, first, self_url)
+        return await self._fill(request, caller, state, first)
 
     async def everything(self, request: web.Request, caller: Caller, patient_id: str) -> web.Response:
         """`Patient/{id}/$everything` for a granted member, through the gate and the sidecar's own paging."""
-        try:
-            query = canonical_everything(request.query.items())
-        except QueryRefused as error:
-            note_refusal(request, str(error))
-            return refused_query(error)
+        query = canonical_everything(request.query.items())
         if caller.patients is not None and patient_id not in caller.patients:
             note_refusal(request, "member not granted")
             return not_available(f"Patient/{patient_id}")
-        self_url = f"{self.public_fhir_base}/Patient/{patient_id}/$everything"
 
         async def first(batch: int) -> tuple[int, object]:
             return await self.upstream.fetch_json(request, "GET", f"/Patient/{patient_id}/$everything",
-                                       [*query.pairs, ("_count", str(batch))])
+                                                  [*query.pairs, ("_count", str(batch))])
 
         state = PageState(caller.client.client_id, EVERYTHING, patient_id, query.pairs, query.count, "", 0)
-        return await self._fill(request, caller, state, first, self_url)
+        return await self._fill(request, caller, state, first)
 
     async def page(self, request: web.Request, caller: Caller) -> web.Response:
         state = self.links.open(request.query.get("_getpages", ""), caller.client.client_id)
@@ -231,19 +213,15 @@ class PartnerReader:
             return not_available("this search page")
         extra = [name for name in request.query if name not in ("_getpages", "_format", "_pretty")]
         if extra:
-            return refused_query(QueryRefused(extra[0][:100], f"a page link takes no {extra[0][:100]}"))
+            raise QueryRefused(extra[0][:100], f"a page link takes no {extra[0][:100]}")
 
         async def first(batch: int) -> tuple[int, object]:
             return await self._continue(request, state.search_id, state.offset, batch, state)
 
-        if state.kind == EVERYTHING:
-            self_url = f"{self.public_fhir_base}/Patient/{state.target}/$everything"
-            if caller.patients is not None and state.target not in caller.patients:
-                return not_available("this search page")
-        else:
-            self_url = f"{self.public_fhir_base}/{state.target}?" + urlencode([*state.pairs, ("_count", state.count)])
+        if state.kind == EVERYTHING and caller.patients is not None and state.target not in caller.patients:
+            return not_available("this search page")
         try:
-            return await self._fill(request, caller, state, first, self_url, start=state.offset)
+            return await self._fill(request, caller, state, first, start=state.offset)
         except PageGone:
             return outcome_response(410, "not-found", "this search has expired; run it again")
 
@@ -258,8 +236,7 @@ class PartnerReader:
         return status, body
 
     async def _fill(self, request: web.Request, caller: Caller, state: PageState,
-                    first: Callable[[int], Awaitable[tuple[int, object]]], self_url: str, start: int = 0
-                    ) -> web.Response:
+                    first: Callable[[int], Awaitable[tuple[int, object]]], start: int = 0) -> web.Response:
         """Read HAPI's pages from `start` until `count` released matches and one more are found, or HAPI has no
         more; answer the first `count` with the includes that belong to them and, if one more exists, a link."""
         scan = _Scan(search_id=state.search_id or None)
@@ -290,7 +267,14 @@ class PartnerReader:
                                               scan.search_id, scan.matches[state.count][0]))
             next_url = f"{self.public_fhir_base}?" + urlencode({"_getpages": token})
         includes = _connected(page, list(scan.includes.values()))
-        return self._bundle(page, includes, self_url, next_url, self._transmitted(caller, state, page + includes))
+        return self._bundle(page, includes, self._self_url(state), next_url,
+                            self._transmitted(caller, state, page + includes))
+
+    def _self_url(self, state: PageState) -> str:
+        """A page's `self` link names the search or operation it belongs to, never a page id."""
+        if state.kind == EVERYTHING:
+            return f"{self.public_fhir_base}/Patient/{state.target}/$everything"
+        return f"{self.public_fhir_base}/{state.target}?" + urlencode([*state.pairs, ("_count", state.count)])
 
     def _transmitted(self, caller: Caller, state: PageState, released: list[dict]) -> list[dict]:
         """The Transmitter Provenance of a partner's `$everything` page, when the page holds anything and

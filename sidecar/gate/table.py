@@ -93,6 +93,18 @@ def route_name(request: web.Request) -> str:
     return (request.match_info.route.name or "").split(".")[0]
 
 
+def resolve_proxied(request: web.Request) -> Route | Refusal:
+    """What a request below the FHIR base is, as `sidecar.proxy.routes` resolves it (from its decoded path)."""
+    segments = [s for s in request.path.removeprefix("/fhir").split("/") if s]
+    return resolve(request.method, segments, request.query)
+
+
+def refused_route(request: web.Request, decision: Refusal) -> web.Response:
+    note_refusal(request, decision.reason)
+    headers = {"Allow": ", ".join(decision.allow)} if decision.allow else None
+    return outcome_response(decision.status, decision.code, decision.reason, headers=headers)
+
+
 def _exportable(caller: Caller) -> bool:
     return caller.scopes.allows_any_type("r") if not caller.is_partner else any(
         caller.scopes.allows(t, "r") for t in PARTNER_EXPORT_TYPES)
@@ -143,12 +155,9 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     record = record_of(request)
     record.route, record.interaction = route.name, route.interaction
     if route.needs is Needs.RESOLVED:
-        segments = [s for s in request.match_info.get("tail", "").split("/") if s]
-        decision = resolve(request.method, segments, request.query)
+        decision = resolve_proxied(request)
         if isinstance(decision, Refusal):
-            note_refusal(request, decision.reason)
-            headers = {"Allow": ", ".join(decision.allow)} if decision.allow else None
-            return outcome_response(decision.status, decision.code, decision.reason, headers=headers)
+            return refused_route(request, decision)
         record.interaction = decision.interaction
         refusal = scope_refusal(caller, decision)
         if refusal:

@@ -152,6 +152,7 @@ class PartnerReader:
         documents = await self.upstream.search("DocumentReference", [
             ("location", ",".join(locations)), *members, ("_count", "50")])
         outcome = await self.gate.will_see(caller, [(d, MATCH) for d in documents], utc_now())
+        self.gate.complete(request, outcome)
         if not any(r is not None for r in outcome.released):
             note_refusal(request, "no released DocumentReference points to this Binary")
             return not_available(what)

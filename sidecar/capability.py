@@ -58,9 +58,7 @@ class CapabilityService:
         self.url_map = url_map
         self.ttl = ttl_seconds
         self.contributors: list[Contributor] = [restrict_to_sidecar_routes, describe_sidecar]
-        self._cached: tuple[float, bytes] | None = None
-        self._catalog: tuple[float, SearchCatalog] | None = None
-        self._catalog_lock = asyncio.Lock()
+        self._cached: tuple[float, bytes, SearchCatalog] | None = None
         self._lock = asyncio.Lock()
 
     async def _fetch_upstream(self) -> dict:
@@ -75,27 +73,29 @@ class CapabilityService:
             raise HapiError(HapiErrorKind.MALFORMED, "the FHIR server gave a malformed CapabilityStatement")
         return statement
 
-    async def statement_bytes(self) -> bytes:
+    async def _refreshed(self) -> tuple[float, bytes, SearchCatalog]:
+        """The statement as served and HAPI's search parameters, both from one fetch of HAPI's 1.5 MB statement,
+        made at most once per `ttl` however many requests arrive together."""
+        cached = self._cached
+        if cached and time.monotonic() - cached[0] < self.ttl:
+            return cached
         async with self._lock:
             now = time.monotonic()
-            if self._cached and now - self._cached[0] < self.ttl:
-                return self._cached[1]
-            statement = await self._fetch_upstream()
-            for contribute in self.contributors:
-                contribute(statement, self.settings)
-            body = self.url_map.text(orjson.dumps(statement).decode()).encode()
-            self._cached = (now, body)
-            return body
+            if not self._cached or now - self._cached[0] >= self.ttl:
+                statement = await self._fetch_upstream()
+                catalog = SearchCatalog.from_capability_statement(statement)
+                for contribute in self.contributors:
+                    contribute(statement, self.settings)
+                body = self.url_map.text(orjson.dumps(statement).decode()).encode()
+                self._cached = (now, body, catalog)
+            return self._cached
+
+    async def statement_bytes(self) -> bytes:
+        return (await self._refreshed())[1]
 
     async def search_catalog(self) -> SearchCatalog:
-        """HAPI's search parameters per type, for the partner query allow-list (refreshed like the statement)."""
-        if self._catalog and time.monotonic() - self._catalog[0] < self.ttl:
-            return self._catalog[1]
-        async with self._catalog_lock:  # HAPI's statement is 1.5 MB: concurrent first searches fetch it once
-            now = time.monotonic()
-            if not self._catalog or now - self._catalog[0] >= self.ttl:
-                self._catalog = (now, SearchCatalog.from_capability_statement(await self._fetch_upstream()))
-            return self._catalog[1]
+        """HAPI's search parameters per type, for the partner query allow-list."""
+        return (await self._refreshed())[2]
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await self.statement_bytes()

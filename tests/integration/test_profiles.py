@@ -41,9 +41,11 @@ from sidecar.store.grants import Grant, add_grant
 from sidecar.validation.command import write_report
 from sidecar.validation.engine import Validator
 from sidecar.validation.inputs import read_inputs
+from tests.integration.test_disclosure import history, partner_headers  # noqa: F401 (fixture)
 from tests.integration.test_bulk import PARTNER_SCOPES, await_job, call, member_bundle, ndjson, token
 from tests.integration.test_member_match import MATCH_SCOPE, THIS_PAYER, consent, parameters, patient
 from tests.smart import Registered, register_client
+from tests.ten_year_member import REGULAR
 from tests.unit.test_upstream_trouble import authorized_client, serve_raw, settings_for
 
 pytestmark = pytest.mark.hapi
@@ -434,3 +436,44 @@ def test_validation_after_start_takes_milliseconds_per_resource(validator, match
     with capsys.disabled():
         print(f"\nvalidator: started in {validator.startup_ms / 1000:.1f} s, {per_resource:.1f} ms per resource")
     assert per_resource < 500
+
+
+def without_basis_profiles(bundle: dict) -> dict:
+    """The Bundle with its claims' CARIN Basis profile claims taken out: no package here defines those profiles, and
+    the validator refuses to go on without a claimed profile."""
+    copy = json.loads(json.dumps(bundle))
+    for entry in copy.get("entry", []):
+        meta = entry["resource"].get("meta", {})
+        if "profile" in meta:
+            meta["profile"] = [p for p in meta["profile"] if p not in set(BASIS_PROFILES.values())]
+    return copy
+
+
+def bundle_errors(validator: Validator, bundle: dict) -> list[str]:
+    """Errors in what the sidecar builds around the resources it relays: the Bundle, its links and entries, and what
+    it generated (a Transmitter Provenance, `urn:uuid:`). The relayed resources are the test data as stored; the
+    export tests validate released data against its profiles."""
+    generated = {i for i, e in enumerate(bundle.get("entry", [])) if e["fullUrl"].startswith("urn:uuid:")}
+    relayed = re.compile(r"Bundle\.entry\[(\d+)\]\.resource")
+    return [e for e in errors(validator, without_basis_profiles(bundle))
+            if not ((m := relayed.search(e)) and int(m[1]) not in generated)]
+
+
+async def test_the_sidecars_own_search_and_everything_pages_conform_to_r4(validator, anonymous, sidecar, token_url,
+                                                                         history):
+    """The gate builds these Bundles itself (its own paging, links, the Transmitter Provenance on `$everything`)."""
+    headers = await partner_headers(anonymous, token_url, history, REGULAR)
+
+    async def get(url: str) -> dict:
+        async with anonymous.get(url, headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+            return await resp.json(content_type=None)
+
+    pages = {"search": await get(f"{sidecar.fhir_base}/Observation?patient={history.patient_id}&_count=1"),
+             "everything": await get(f"{sidecar.fhir_base}/Patient/{history.patient_id}/$everything?_count=5")}
+    for name in ("search", "everything"):
+        pages[f"{name}, next page"] = await get(next(link["url"] for link in pages[name]["link"]
+                                                     if link["relation"] == "next"))
+    assert_none({name: bundle_errors(validator, bundle) for name, bundle in pages.items()})
+    generated = [e["resource"] for e in pages["everything"]["entry"] if e["fullUrl"].startswith("urn:uuid:")]
+    assert_conforms(validator, generated[0], PDEX_PROVENANCE)

@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from sidecar.client.smart import load_private_key
+import orjson
+
+from sidecar.client.smart import ClientKey, load_private_key
 from sidecar.conformance import runner, seed
 from sidecar.conformance.context import Client, Target
 from sidecar.conformance.fixtures import FixtureError, Fixtures
@@ -80,6 +82,17 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key(args: argparse.Namespace) -> int:
+    """A new client key: the private JWKS to a file only its owner reads, the public JWKS (for registration) to
+    standard output."""
+    key = ClientKey.generate(args.alg)
+    path = Path(args.out)
+    path.touch(mode=0o600)
+    path.write_bytes(orjson.dumps({"keys": [key.private_jwk()]}))
+    sys.stdout.buffer.write(orjson.dumps(key.public_jwks(), option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
 def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     conformance = commands.add_parser("conformance", help="the payer-to-payer conformance suite (QA)").add_subparsers(
         dest="conformance_command", required=True)
@@ -109,4 +122,9 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     seeding.add_argument("--payer-identifier", required=True,
                          help="system|value naming the server's payer in a Consent's source actor")
     seeding.set_defaults(run=_seed)
+    key = conformance.add_parser("key", help="make the suite's client key: private JWKS to --out, public JWKS "
+                                             "(to register the client) on standard output")
+    key.add_argument("--out", required=True, help="file for the private JWKS (created readable by you only)")
+    key.add_argument("--alg", choices=["ES384", "RS384"], default="ES384")
+    key.set_defaults(run=_key)
 

@@ -42,3 +42,13 @@ def test_run_with_an_unreadable_fixture_file_stops_with_status_2(tmp_path, capsy
     assert main(["conformance", "run", "--fhir-base", "http://localhost:1/fhir", "--client-id", "c", "--key",
                  str(key), "--organization", "Organization/o", "--fixtures", str(tmp_path / "none.json")]) == 2
     assert "none.json" in capsys.readouterr().err
+
+
+def test_key_writes_the_private_jwks_for_the_owner_only_and_prints_the_public_one(tmp_path, capsys):
+    from sidecar.client.smart import load_private_key
+
+    path = tmp_path / "suite.jwks"
+    assert main(["conformance", "key", "--out", str(path)]) == 0
+    public = orjson.loads(capsys.readouterr().out)
+    assert path.stat().st_mode & 0o077 == 0
+    assert public["keys"][0]["kid"] == load_private_key(path).kid and "d" not in public["keys"][0]

@@ -7,7 +7,7 @@ import asyncio
 import shutil
 
 from sidecar.conformance.context import Context
-from sidecar.conformance.model import Group, Skip
+from sidecar.conformance.model import CheckFailed, Group, Skip
 from sidecar.validation.engine import Validator, ValidatorError, build_jar
 
 GROUP = Group("profiles", "Profile validation",
@@ -24,7 +24,7 @@ async def validator(ctx: Context) -> Validator:
     if shutil.which("java") is None:
         raise Skip("Java is not installed: profile validation needs Java 17 (and Maven to build the validator)")
     packages = ctx.target.packages_dir
-    if packages is None or not packages.is_dir():
+    if packages is None or not packages.is_dir() or not any(packages.glob("*.tgz")):
         raise Skip(f"no FHIR IG packages folder ({packages or 'give --packages DIR'}): profile validation needs "
                    "the PDex, HRex, CARIN BB and US Core packages")
 
@@ -50,7 +50,10 @@ async def validate(ctx: Context, answers: list[tuple[str, dict]], profiles_of=la
     checker = await validator(ctx)
     failures = []
     for what, resource in answers:
-        result = await asyncio.to_thread(checker.validate, resource, tuple(profiles_of(resource)))
+        try:
+            result = await asyncio.to_thread(checker.validate, resource, tuple(profiles_of(resource)))
+        except ValidatorError as exc:   # a definition missing from the packages: never a silent pass
+            raise CheckFailed(f"the validator could not validate {what}: {exc}") from exc
         failures += [f"{what} {resource.get('resourceType')}/{resource.get('id', '')}: {issue}"
                      for issue in result.errors]
     ctx.last = None

@@ -18,8 +18,11 @@ from sidecar.conformance.groups import BY_ID, GROUPS
 from sidecar.conformance.model import Result
 from sidecar.conformance.report import html, junit
 
-EXIT_STATUS = ("exit status: 0 every required check passed; 1 some required check failed (the failing groups are "
-               "named); 2 the suite could not start (bad fixtures, key or arguments)")
+EXIT_STATUS = ("exit status: 0 every required check of the groups run passed; 1 some required check failed (the "
+               "failing groups are named); 3 none failed, but some were skipped (no second client, no Java or IG "
+               "packages: the skipping groups are named); 2 the suite could not start (bad fixtures, key or "
+               "arguments)")
+FAILED, INCOMPLETE = 1, 3
 
 
 def execute(target: Target, only: Sequence[str] = (), report_dir: Path | None = None,
@@ -30,15 +33,16 @@ def execute(target: Target, only: Sequence[str] = (), report_dir: Path | None = 
     results = asyncio.run(runner.run(target, groups, say))
     for line in runner.summary(results):
         say(line)
-    failing = runner.failing_groups(results)
-    say(f"{len(results)} checks in {time.monotonic() - started:.1f} s against {target.fhir_base}: "
-        + (f"FAILED groups: {', '.join(failing)}" if failing else "PASSED"))
+    failing, skipping = runner.failing_groups(results), runner.skipping_groups(results)
+    verdict = (f"FAILED groups: {', '.join(failing)}" if failing else
+               f"INCOMPLETE, skipped in: {', '.join(skipping)}" if skipping else "PASSED")
+    say(f"{len(results)} checks in {time.monotonic() - started:.1f} s against {target.fhir_base}: {verdict}")
     if report_dir:
         report_dir.mkdir(parents=True, exist_ok=True)
         junit.write(results, report_dir / "conformance.xml", target.fhir_base)
         html.write(results, report_dir / "conformance.html", target.fhir_base)
         say(f"reports: {report_dir / 'conformance.xml'}, {report_dir / 'conformance.html'}")
-    return (1 if failing else 0), results
+    return (FAILED if failing else INCOMPLETE if skipping else 0), results
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -53,8 +57,8 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - whatever stops the start is told, not traced
         print(f"pdex-sidecar conformance: {exc}", file=sys.stderr)
         return 2
-    target = Target(args.fhir_base, client, args.organization, fixtures, second,
-                    Path(args.packages) if args.packages else None, args.job_timeout)
+    target = Target(args.fhir_base, client, args.organization, fixtures, second=second,
+                    packages_dir=Path(args.packages) if args.packages else None, timeout=args.job_timeout)
     status, _ = execute(target, args.only or (), Path(args.report) if args.report else None,
                         lambda line: print(line, flush=True))
     return status

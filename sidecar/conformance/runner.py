@@ -59,3 +59,8 @@ def summary(results: Sequence[Result]) -> list[str]:
 
 def failing_groups(results: Sequence[Result]) -> list[str]:
     return list(dict.fromkeys(r.group.id for r in results if r.fails_run))
+
+
+def skipping_groups(results: Sequence[Result]) -> list[str]:
+    """Groups with a required check skipped: nothing there failed, but nothing there was proven either."""
+    return list(dict.fromkeys(r.group.id for r in results if r.check.required and r.outcome is Outcome.SKIPPED))

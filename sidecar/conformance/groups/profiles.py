@@ -18,15 +18,21 @@ GROUP_PROFILES = {"match": PDEX + "pdex-member-match-group", "nomatch": PDEX + "
                   "consentconstraint": PDEX + "pdex-member-no-match-group"}
 
 
-async def validator(ctx: Context) -> Validator:
-    if ctx.target.validator is not None:
-        return ctx.target.validator
+def packages_or_skip(ctx: Context):
+    """The packages folder, or Skip when this machine cannot validate (no Java, no packages)."""
     if shutil.which("java") is None:
         raise Skip("Java is not installed: profile validation needs Java 17 (and Maven to build the validator)")
     packages = ctx.target.packages_dir
     if packages is None or not packages.is_dir() or not any(packages.glob("*.tgz")):
         raise Skip(f"no FHIR IG packages folder ({packages or 'give --packages DIR'}): profile validation needs "
                    "the PDex, HRex, CARIN BB and US Core packages")
+    return packages
+
+
+async def validator(ctx: Context) -> Validator:
+    if ctx.target.validator is not None:
+        return ctx.target.validator
+    packages = packages_or_skip(ctx)
 
     async def start() -> Validator:
         def started() -> Validator:
@@ -45,6 +51,8 @@ def kept(ctx: Context, *prefixes: str) -> list[tuple[str, dict]]:
 
 
 async def validate(ctx: Context, answers: list[tuple[str, dict]], profiles_of=lambda r: ()) -> None:
+    if ctx.target.validator is None:
+        packages_or_skip(ctx)
     if not answers:
         raise Skip("nothing of this kind was received in this run (its group did not run or failed first)")
     checker = await validator(ctx)

@@ -30,7 +30,8 @@ def _row(result: Result) -> str:
 
 def write(results: Sequence[Result], path: Path, target: str) -> None:
     counts = {o: sum(r.outcome is o for r in results) for o in Outcome}
-    verdict = "FAILED" if any(r.fails_run for r in results) else "PASSED"
+    verdict = ("FAILED" if any(r.fails_run for r in results) else
+               "INCOMPLETE" if any(r.outcome is Outcome.SKIPPED and r.check.required for r in results) else "PASSED")
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Conformance: {escape(target)}"
              f"</title><style>{STYLE}</style></head><body>",
              f"<h1>pdex-sidecar conformance: {escape(target)} — {verdict}</h1>",

@@ -4,7 +4,7 @@ as Group ndjson §pdex-137/§pdex-138b, the 2.1.0 Parameters ndjson §pdex-138a,
 from __future__ import annotations
 
 from sidecar.conformance.context import Context
-from sidecar.conformance.groups.requests import bulk_match, member_bundle, members_of
+from sidecar.conformance.groups.partner_requests import bulk_match, member_bundle, members_of
 from sidecar.conformance.model import Group
 
 GROUP = Group("bulk-member-match", "$bulk-member-match",

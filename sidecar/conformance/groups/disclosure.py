@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sidecar.conformance.context import Context
 from sidecar.conformance.fixtures import NON_FINANCIAL, REGULAR, RELEASED, SENSITIVE, WITHHELD, Datum
-from sidecar.conformance.groups.requests import granted
+from sidecar.conformance.groups.partner_requests import granted
 from sidecar.conformance.model import Group
 
 GROUP = Group("disclosure", "Disclosure rules",

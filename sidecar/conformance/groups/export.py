@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from sidecar.conformance.context import Answer, Context
-from sidecar.conformance.groups.requests import await_job, bulk_match, download
+from sidecar.conformance.groups.partner_requests import await_job, bulk_match, download
 from sidecar.conformance.model import Group
 
 GROUP = Group("export", "$davinci-data-export and Bulk Data",
@@ -22,6 +23,15 @@ class Export:
     kick_off: Answer
     manifest: dict
     files: dict[str, list[dict]]       # type → resources
+
+
+def instant(text: str | None) -> datetime:
+    """An instant as FHIR writes it ("Z" or an offset); a missing one counts as the earliest."""
+    try:
+        found = datetime.fromisoformat(text or "")
+    except ValueError:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return found if found.tzinfo else found.replace(tzinfo=timezone.utc)
 
 
 async def match_group_id(ctx: Context) -> str:
@@ -48,17 +58,18 @@ async def run_export(ctx: Context, **params: str) -> Export:
     return Export(kick_off, manifest, files)
 
 
-async def exports(ctx: Context) -> dict[str, Export]:
-    """The plain export, then `_type` and `_since` exports run side by side (each is a server-side job)."""
-    async def make() -> dict[str, Export]:
-        full = await run_export(ctx)
-        for resources in full.files.values():
+async def exports(ctx: Context) -> dict:
+    """The plain export, a `_type` one and a `_since` one, side by side (each is a server-side job). `_since` is
+    the bulk match's transactionTime: server time, after the members' data was stored."""
+    async def make() -> dict:
+        since = (await bulk_match(ctx)).manifest.get("transactionTime", "")
+        ctx.expect(since, "the bulk match manifest has no transactionTime to export since")
+        full, typed, later = await asyncio.gather(run_export(ctx), run_export(ctx, _type="Patient,Coverage"),
+                                                  run_export(ctx, _since=since), return_exceptions=True)
+        for resources in ([] if isinstance(full, BaseException) else full.files.values()):
             for resource in resources[:50]:
                 ctx.keep(f"exported {resource.get('resourceType')}", resource)
-        typed, since = await asyncio.gather(
-            run_export(ctx, _type="Patient,Coverage"),
-            run_export(ctx, _since=full.manifest.get("transactionTime", "")), return_exceptions=True)
-        return {"full": full, "_type": typed, "_since": since}
+        return {"full": full, "_type": typed, "_since": later, "since": since}
     return await ctx.once("the exports", make)
 
 
@@ -119,13 +130,13 @@ async def by_type(ctx: Context) -> None:
     ctx.expect(types and types <= {"Patient", "Coverage"}, f"output types: {sorted(t for t in types if t)}")
 
 
-@GROUP.check("_since", "_since = the last export's transactionTime: nothing older is exported (it filters "
+@GROUP.check("_since", "_since = a time after the member's data was stored: none of it is exported (_since filters "
                        "meta.lastUpdated)")
 async def since(ctx: Context) -> None:
-    full, later = await one(ctx, "full"), await one(ctx, "_since")
-    cut = full.manifest.get("transactionTime", "")
+    later = await one(ctx, "_since")
+    cut = (await exports(ctx))["since"]
     older = [f"{r.get('resourceType')}/{r.get('id')}" for rs in later.files.values() for r in rs
-             if r.get("resourceType") != "Provenance" and r.get("meta", {}).get("lastUpdated", "") < cut]
+             if r.get("resourceType") != "Provenance" and instant(r.get("meta", {}).get("lastUpdated")) < instant(cut)]
     ctx.expect(not older, f"updated before _since yet exported: {older[:5]}")
 
 

@@ -3,7 +3,7 @@ characteristic; PDex 2.2.0 §2.5 Member Match Group profiles)."""
 from __future__ import annotations
 
 from sidecar.conformance.context import Context
-from sidecar.conformance.groups.requests import bulk_match
+from sidecar.conformance.groups.partner_requests import bulk_match
 from sidecar.conformance.model import Group
 
 GROUP = Group("group-search", "Group read and search",

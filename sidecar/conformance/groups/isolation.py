@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sidecar.conformance.context import Context
 from sidecar.conformance.groups.export import one as export_of
-from sidecar.conformance.groups.requests import bulk_match, granted
+from sidecar.conformance.groups.partner_requests import bulk_match, granted
 from sidecar.conformance.model import Group
 
 GROUP = Group("isolation", "Partner isolation",

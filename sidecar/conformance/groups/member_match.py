@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sidecar.conformance.context import Context
 from sidecar.conformance.fixtures import MATCH
-from sidecar.conformance.groups.requests import OTHER_RECIPIENT, match, matched_patient, member_match, parts
+from sidecar.conformance.groups.partner_requests import OTHER_RECIPIENT, match, matched_patient, member_match, parts
 from sidecar.conformance.model import Group
 
 GROUP = Group("member-match", "$member-match",

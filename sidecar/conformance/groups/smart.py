@@ -17,11 +17,11 @@ GROUP = Group("smart", "SMART Backend Services authorization",
 OAUTH_ERRORS = {"invalid_client", "invalid_grant", "invalid_request", "unauthorized_client"}
 
 
-def assertion(ctx_client_id: str, token_url: str, key: ClientKey, **changes) -> str:
+def assertion(client_id: str, token_url: str, key: ClientKey, **changes) -> str:
     """A client assertion signed with pyjwt; `changes` alter claims (None removes one) or, as `headers`, `kid`,
     `alg` and `signer`, how it is signed."""
     now = int(time.time())
-    claims = {"iss": ctx_client_id, "sub": ctx_client_id, "aud": token_url, "exp": now + 240, "iat": now,
+    claims = {"iss": client_id, "sub": client_id, "aud": token_url, "exp": now + 240, "iat": now,
               "jti": uuid.uuid4().hex}
     alg, kid, signer = changes.pop("alg", key.alg), changes.pop("kid", key.kid), changes.pop("signer", key.private)
     for claim, value in changes.items():

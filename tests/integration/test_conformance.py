@@ -47,7 +47,7 @@ def fixtures(hapi):
 @pytest.fixture(scope="module")
 def clients(sidecar) -> tuple[Client, Client, str]:
     first = register_client(sidecar.data_dir, scopes=PARTNER_SCOPE)
-    second = register_client(sidecar.data_dir, scopes=PARTNER_SCOPE)
+    second = register_client(sidecar.data_dir, scopes=PARTNER_SCOPE, alg="RS384")  # the other algorithm
     time.sleep(0.5)  # the sidecar notices new clients within state_refresh_seconds
     return Client(first.client_id, first.key), Client(second.client_id, second.key), first.organization
 

@@ -23,7 +23,7 @@ def refused(ctx: Context, answer, code: str | None, why: str) -> None:
         ctx.expect(code in {i.get("code") for i in issues}, f"the OperationOutcome's issue code is not {code}")
 
 
-async def matched(ctx: Context, key: str, policy: str | None) -> str:
+async def matched(ctx: Context, key: str, policy: str) -> str:
     answer = await match(ctx, key, policy)
     ctx.keep("$member-match answer", answer.json())
     reference = matched_patient(ctx, answer)
@@ -37,7 +37,7 @@ async def matched(ctx: Context, key: str, policy: str | None) -> str:
                       "naming the member, when given)")
 async def plain(ctx: Context) -> None:
     ctx.expect(ctx.target.fixtures.member("plain").expect == MATCH, "fixture 'plain' is not a match")
-    await matched(ctx, "plain", None)
+    await matched(ctx, "plain", "regular")
 
 
 @GROUP.check("twins", "twins on one card, one surname and one birth date are each matched to themselves")
@@ -87,7 +87,7 @@ async def consent_policy(ctx: Context) -> None:
                                     "the element")
 async def malformed(ctx: Context) -> None:
     member = ctx.target.fixtures.member("plain")
-    body = {"resourceType": "Parameters", "parameter": parts(member, None)}
+    body = {"resourceType": "Parameters", "parameter": parts(ctx, member, None)}
     body["parameter"][0]["resource"]["birthDate"] = "1990-13-45"
     answer = await member_match(ctx, body)
     outcome = ctx.fhir(answer, 400, "OperationOutcome")
@@ -100,7 +100,7 @@ async def malformed(ctx: Context) -> None:
 @GROUP.check("missing-member-patient", "Parameters without MemberPatient: 400 naming it")
 async def missing(ctx: Context) -> None:
     member = ctx.target.fixtures.member("plain")
-    answer = await member_match(ctx, {"resourceType": "Parameters", "parameter": parts(member, None)[1:]})
+    answer = await member_match(ctx, {"resourceType": "Parameters", "parameter": parts(ctx, member, None)[1:]})
     outcome = ctx.fhir(answer, 400, "OperationOutcome")
     ctx.expect("MemberPatient" in answer.body.decode(errors="replace"), "the OperationOutcome does not name "
                                                                         "MemberPatient")
@@ -110,6 +110,6 @@ async def missing(ctx: Context) -> None:
 @GROUP.check("scope-required", "a token without the $member-match scope: 403 (or 401), no match")
 async def scope_required(ctx: Context) -> None:
     member = ctx.target.fixtures.member("plain")
-    answer = await member_match(ctx, {"resourceType": "Parameters", "parameter": parts(member, None)},
+    answer = await member_match(ctx, {"resourceType": "Parameters", "parameter": parts(ctx, member, None)},
                                 scope="system/*.read")
     ctx.expect(answer.status in (401, 403), f"got {answer.status} without the operation scope")

@@ -48,9 +48,16 @@ def consent(ctx: Context, policy: str = "regular", recipient: str | None = None)
                                               "code": "disclose"}]}]}}
 
 
-def parts(member: Member, consent_resource: dict | None) -> list[dict]:
+def coverage_to_link(ctx: Context) -> dict:
+    """The member's coverage at the requesting payer (HRex: a payer client SHALL send CoverageToLink)."""
+    return {"resourceType": "Coverage", "id": "2", "status": "active", "beneficiary": {"reference": "Patient/1"},
+            "subscriberId": f"new-plan-{ctx.target.fixtures.run}", "payor": [_reference(ctx.target.organization)]}
+
+
+def parts(ctx: Context, member: Member, consent_resource: dict | None) -> list[dict]:
     found = [{"name": "MemberPatient", "resource": copy.deepcopy(member.patient)},
-             {"name": "CoverageToMatch", "resource": copy.deepcopy(member.coverage)}]
+             {"name": "CoverageToMatch", "resource": copy.deepcopy(member.coverage)},
+             {"name": "CoverageToLink", "resource": coverage_to_link(ctx)}]
     if consent_resource:
         found.append({"name": "Consent", "resource": consent_resource})
     return found
@@ -64,7 +71,7 @@ async def member_match(ctx: Context, body: dict, scope: str | None = None) -> An
 async def match(ctx: Context, key: str, policy: str | None = "regular", recipient: str | None = None) -> Answer:
     member = ctx.target.fixtures.member(key)
     body = {"resourceType": "Parameters",
-            "parameter": parts(member, consent(ctx, policy, recipient) if policy else None)}
+            "parameter": parts(ctx, member, consent(ctx, policy, recipient) if policy else None)}
     return await member_match(ctx, body)
 
 
@@ -92,7 +99,8 @@ async def granted(ctx: Context, key: str, policy: str) -> str:
 
 
 def member_bundle(ctx: Context, key: str, recipient: str | None = None) -> dict:
-    return {"name": "MemberBundle", "part": parts(ctx.target.fixtures.member(key), consent(ctx, "regular", recipient))}
+    return {"name": "MemberBundle",
+            "part": parts(ctx, ctx.target.fixtures.member(key), consent(ctx, "regular", recipient))}
 
 
 @dataclass

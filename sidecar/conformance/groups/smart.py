@@ -9,7 +9,7 @@ import jwt
 
 from sidecar.client.smart import JWT_BEARER, ClientKey
 from sidecar.conformance.context import PARTNER_SCOPE, Context
-from sidecar.conformance.model import Group
+from sidecar.conformance.model import Group, Skip
 
 GROUP = Group("smart", "SMART Backend Services authorization",
               "SMART App Launch Backend Services (discovery, token request, client-confidential-asymmetric "
@@ -68,6 +68,17 @@ async def token(ctx: Context) -> None:
     ctx.expect(isinstance(body.get("expires_in"), int), "expires_in SHALL be given (seconds)")
     ctx.expect(isinstance(body.get("scope"), str) and body["scope"], "scope SHALL be given")
     ctx.expect("no-store" in answer.header("Cache-Control"), "a token response SHALL carry Cache-Control: no-store")
+
+
+@GROUP.check("token-other-algorithm", "the other of RS384 and ES384 gets a token too (the second client's key)",
+             required=False)
+async def other_algorithm(ctx: Context) -> None:
+    client, second = ctx.target.client, ctx.target.second
+    if second is None or second.key.alg == client.key.alg:
+        raise Skip(f"needs a second client whose key is not {client.key.alg}")
+    answer = await post_assertion(ctx, assertion(second.client_id, await ctx.token_url(), second.key))
+    ctx.expect(answer.status == 200 and (answer.json() or {}).get("access_token"),
+               f"a valid {second.key.alg} assertion got {answer.status}")
 
 
 @GROUP.check("bearer-required", "a FHIR search without a token gets 401, with one gets 200")

@@ -39,8 +39,8 @@ async def post_assertion(ctx: Context, signed: str, scope: str = "system/*.read"
                                    "client_assertion": signed, "scope": scope})
 
 
-@GROUP.check("discovery", "GET .well-known/smart-configuration names the token endpoint, client_credentials, "
-                          "private_key_jwt and an asymmetric signing algorithm")
+@GROUP.check("discovery", "GET .well-known/smart-configuration (application/json) names the token endpoint, "
+                          "client_credentials, private_key_jwt, RS384 or ES384 and client-confidential-asymmetric")
 async def discovery(ctx: Context) -> None:
     answer = await ctx.request("GET", ".well-known/smart-configuration", headers={"Accept": "application/json"})
     config = ctx.fhir(answer, 200)
@@ -54,6 +54,10 @@ async def discovery(ctx: Context) -> None:
                                           "or ES384")
     ctx.expect(any(s.startswith("system/") for s in config.get("scopes_supported", ["system/"])),
                "scopes_supported lists no system/ scope")
+    ctx.expect("client-confidential-asymmetric" in config.get("capabilities", []),
+               "capabilities (REQUIRED) SHALL include client-confidential-asymmetric")
+    ctx.expect(answer.header("Content-Type").startswith("application/json"),
+               "smart-configuration SHALL be served as application/json")
 
 
 @GROUP.check("token", "a valid client assertion gets a bearer access token (token_type, expires_in, scope; "

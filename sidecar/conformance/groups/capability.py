@@ -86,6 +86,14 @@ async def group_profile(ctx: Context) -> None:
                "Group does not advertise read and search-type")
 
 
+@GROUP.check("cors", "metadata is open to any origin (Access-Control-Allow-Origin), as SMART's discovery "
+                     "endpoints are", required=False)
+async def cors(ctx: Context) -> None:
+    answer = await ctx.request("GET", "metadata", headers={"Origin": "https://qa.example"})
+    ctx.expect(answer.header("Access-Control-Allow-Origin") in ("*", "https://qa.example"),
+               "no Access-Control-Allow-Origin for another origin")
+
+
 @GROUP.check("no-writes", "no write interaction is advertised to partners (the Payer Access server is read-only)",
              required=False)
 async def no_writes(ctx: Context) -> None:

@@ -107,6 +107,15 @@ async def missing(ctx: Context) -> None:
     ctx.keep("$member-match refusal (missing MemberPatient)", outcome)
 
 
+@GROUP.check("reference-rule", "a CoverageToMatch whose beneficiary is not the MemberPatient: refused (400 or 422)")
+async def reference_rule(ctx: Context) -> None:
+    member = ctx.target.fixtures.member("plain")
+    body = {"resourceType": "Parameters", "parameter": parts(ctx, member, None)}
+    body["parameter"][1]["resource"]["beneficiary"] = {"reference": "Patient/someone-else"}
+    answer = await member_match(ctx, body)
+    ctx.fhir(answer, (400, 422), "OperationOutcome")
+
+
 @GROUP.check("scope-required", "a token without the $member-match scope: 403 (or 401), no match")
 async def scope_required(ctx: Context) -> None:
     member = ctx.target.fixtures.member("plain")

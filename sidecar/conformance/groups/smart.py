@@ -124,6 +124,37 @@ _refusal("iss-not-sub", "iss differs from sub", sub="someone-else")
 _refusal("no-jti", "no jti", jti=None)
 
 
+def writes(scope: str) -> list[str]:
+    """The scopes granting a write: v1 `write` or `*`, v2 permissions with c, u or d."""
+    found = []
+    for one in scope.split():
+        permission = one.rsplit(".", 1)[-1].split("?")[0]
+        if permission in ("write", "*") or (set(permission) <= set("cruds") and set(permission) & set("cud")):
+            found.append(one)
+    return found
+
+
+@GROUP.check("scope-not-widened", "asking for system/*.write gets invalid_scope or a token without write access")
+async def scope_not_widened(ctx: Context) -> None:
+    client = ctx.target.client
+    answer = await post_assertion(ctx, assertion(client.client_id, await ctx.token_url(), client.key),
+                                  "system/*.write")
+    body = answer.json() if isinstance(answer.json(), dict) else {}
+    if answer.status == 200:
+        ctx.expect(not writes(str(body.get("scope", ""))), f"granted {body.get('scope')!r} to a partner client")
+    else:
+        ctx.expect(answer.status == 400 and body.get("error") == "invalid_scope",
+                   f"got {answer.status} {body.get('error')}, not 400 invalid_scope")
+
+
+@GROUP.check("token-lifetime", "an access token lives at most five minutes (expires_in ≤ 300)", required=False)
+async def token_lifetime(ctx: Context) -> None:
+    client = ctx.target.client
+    answer = await post_assertion(ctx, assertion(client.client_id, await ctx.token_url(), client.key))
+    expires = (answer.json() or {}).get("expires_in")
+    ctx.expect(isinstance(expires, int) and 0 < expires <= 300, f"expires_in is {expires}")
+
+
 @GROUP.check("replayed-jti", "refused: an assertion whose jti was already used")
 async def replayed(ctx: Context) -> None:
     client = ctx.target.client

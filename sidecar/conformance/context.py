@@ -85,19 +85,18 @@ class Context:
         if body is not None:
             data = orjson.dumps(body)
             sent.setdefault("Content-Type", FHIR_JSON)
+        # The report shows the request, but never a client assertion (a credential while it lives).
+        shown_body = _shown(data if isinstance(data, bytes) else "&".join(
+            f"{k}={'…' if k == 'client_assertion' else v}" for k, v in (form or {}).items()))
         try:
             async with self.http.request(method, url, data=data, headers=sent, params=params,
                                          allow_redirects=False) as resp:
                 answer = Answer(resp.status, dict(resp.headers), await resp.read())
                 shown_url = str(resp.url)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            self.last = Exchange(method, url, _shown(data if isinstance(data, bytes) else str(data or "")), None,
-                                 {}, f"no answer: {exc!r}")
+            self.last = Exchange(method, url, shown_body, None, {}, f"no answer: {exc!r}")
             raise CheckFailed(f"{method} {url} got no answer: {exc!r}", self.last) from exc
-        shown_body = data if isinstance(data, bytes) else "&".join(
-            f"{k}={'…' if k == 'client_assertion' else v}" for k, v in (form or {}).items())
-        self.last = Exchange(method, shown_url, _shown(shown_body), answer.status, answer.headers,
-                             _shown(answer.body))
+        self.last = Exchange(method, shown_url, shown_body, answer.status, answer.headers, _shown(answer.body))
         return answer
 
     def expect(self, condition: Any, message: str) -> None:
@@ -148,6 +147,8 @@ class Context:
         try:
             body = await request_token(self.http, url, client.client_id, client.key, scope)
         except TokenRequestFailed as exc:
+            self.last = Exchange("POST", url, f"grant_type=client_credentials&scope={scope}&client_assertion=…",
+                                 exc.status, {}, _shown(orjson.dumps(exc.body)))
             raise CheckFailed(f"no access token for {client.client_id}: {exc}", self.last) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise CheckFailed(f"the token endpoint {url} did not answer: {exc!r}") from exc

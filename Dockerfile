@@ -5,9 +5,9 @@ COPY sidecar ./sidecar
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 sidecar
 
 # The conformance suite QA teams run against any payer-to-payer server (docker build --target conformance).
-# Java and the validator are built in so the profile group runs when IG packages are mounted at /packages.
+# Java (17 or later) and the validator are built in so the profile group runs when IG packages are mounted at /packages.
 FROM base AS conformance
-RUN apt-get update && apt-get install -y --no-install-recommends openjdk-17-jdk-headless maven \
+RUN apt-get update && apt-get install -y --no-install-recommends default-jdk-headless maven \
     && rm -rf /var/lib/apt/lists/*
 COPY validator ./validator
 # Editable, so the package finds validator/ beside it (sidecar/validation looks for it there).

@@ -2,7 +2,8 @@
 
 Loads `--members` Patients with `--per-member` Observations each into HAPI, puts them in one Group, and gives a
 partner client a grant for every member and ownership of the Group (written to the sidecar's store, as a bulk
-match would). Then, alternating so neither side always runs on a warmer server, `--rounds` times each:
+match would). Then, after `--warmup` uncounted rounds of each (HAPI's first export after a large load can take
+ten times its usual time), alternating so neither side always runs on a warmer server, `--rounds` times each:
 - HAPI: `Group/{id}/$export` kick-off, polling, and every output file downloaded;
 - sidecar: `Group/{id}/$davinci-data-export` kick-off, polling, and every output file downloaded, with the
   disclosure filter on every resource in between.
@@ -151,7 +152,7 @@ def product_python() -> str:
     return str(venv / "bin" / "python")
 
 
-async def measure(hapi_base: str, members: int, per_member: int, rounds: int, python: str) -> None:
+async def measure(hapi_base: str, members: int, per_member: int, rounds: int, warmup: int, python: str) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session:
         started = time.perf_counter()
         group_id, patient_ids = await load(session, hapi_base, members, per_member)
@@ -176,7 +177,7 @@ async def measure(hapi_base: str, members: int, per_member: int, rounds: int, py
             times: dict[str, list[float]] = {"hapi": [], "sidecar": []}
             counts: dict[str, int] = {}
             peak = 0
-            for round_ in range(rounds):
+            for round_ in range(-warmup, rounds):
                 for side in (("hapi", "sidecar") if round_ % 2 == 0 else ("sidecar", "hapi")):
                     began = time.perf_counter()
                     if side == "hapi":
@@ -187,8 +188,11 @@ async def measure(hapi_base: str, members: int, per_member: int, rounds: int, py
                             counts[side] = await export(session, f"{sidecar.fhir_base}/Group/{group_id}/"
                                                         "$davinci-data-export", bearer, "POST")
                         peak = max(peak, memory.peak)
-                    times[side].append(time.perf_counter() - began)
-                    print(f"  round {round_ + 1} {side}: {times[side][-1]:.1f}s, {counts[side]} resources")
+                    took = time.perf_counter() - began
+                    if round_ >= 0:
+                        times[side].append(took)
+                    print(f"  {'round ' + str(round_ + 1) if round_ >= 0 else 'warm-up'} {side}: {took:.1f}s, "
+                          f"{counts[side]} resources")
         finally:
             sidecar.stop()
     hapi_s, sidecar_s = statistics.median(times["hapi"]), statistics.median(times["sidecar"])
@@ -204,12 +208,13 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--per-member", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds of each side first")
     args = parser.parse_args()
     python = product_python()
     hapi = obtain_hapi()
     try:
         print(f"HAPI: {hapi.base_url} ({hapi.how})")
-        asyncio.run(measure(hapi.base_url, args.members, args.per_member, args.rounds, python))
+        asyncio.run(measure(hapi.base_url, args.members, args.per_member, args.rounds, args.warmup, python))
     finally:
         hapi.stop()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sidecar.auth.scopes import OPERATION_ALIASES
+from sidecar.auth.scopes import MATCH_GROUPS_SCOPE, OPERATION_ALIASES
 from sidecar.config import Settings
 
 
@@ -28,7 +28,7 @@ def smart_configuration(settings: Settings) -> dict:
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "grant_types_supported": ["client_credentials"],
         "scopes_supported": ["system/*.rs", "system/*.read", "system/Patient.$member-match",
-                             "system/Group.$bulk-member-match", *OPERATION_ALIASES],
+                             "system/Group.$bulk-member-match", *OPERATION_ALIASES, MATCH_GROUPS_SCOPE],
         "code_challenge_methods_supported": ["S256"],
         "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
     }

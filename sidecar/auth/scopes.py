@@ -2,7 +2,7 @@
 
 Granting intersects what a client asks for with what it is registered for and answers in the syntax it asked in
 (shared/DECISIONS.md 7). A v2 scope with a `?` constraint is refused rather than granted wider than it reads:
-the product does not enforce constrained scopes. Only `system/` scopes exist for backend services; `patient/`
+the product enforces one constraint only, PDex's scope for Member Match Groups (`MATCH_GROUPS_SCOPE`). Only `system/` scopes exist for backend services; `patient/`
 and `user/` scopes need a launch context this server does not have.
 """
 from __future__ import annotations
@@ -29,6 +29,11 @@ OPERATION_ALIASES: dict[str, tuple[str, str]] = {
     # PDex 2.2.0 (FHIR-56185): the canonical URL of the BulkMemberMatch OperationDefinition
     "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch": ("Group", "$bulk-member-match"),
 }
+# PDex's scope for the Groups of matched members (2.1.0 and 2.2.0 text). Not SMART syntax (a dot for the slash, a
+# ValueSet URL in the system|code slot, `u` for what is read access): granted exactly as read and search of the
+# client's own Groups whose code is `match`, and only with both permissions.
+MATCH_GROUPS_SCOPE = ("system.Group.u?code=http://hl7.org/fhir/us/davinci-pdex/ValueSet/PDexMultiMemberMatchResultVS"
+                      "|match")
 KNOWN_OPERATIONS = frozenset({("Patient", "$member-match"), ("Group", "$bulk-member-match")})
 
 
@@ -43,8 +48,10 @@ class Scope:
     resource_type: str  # a resource type or "*"
     permissions: str = ""
     operation: str | None = None
-    syntax: str = "v2"  # "v1", "v2" or "alias" (an operation URL), for answering in kind
+    syntax: str = "v2"  # "v1", "v2" or "alias" (an operation URL or MATCH_GROUPS_SCOPE), for answering in kind
     text: str = ""
+    match_groups_only: bool = False
+    """Group read and search limited to Member Match Groups with code `match` (MATCH_GROUPS_SCOPE)."""
 
     def covers_type(self, resource_type: str) -> bool:
         return self.resource_type in ("*", resource_type)
@@ -53,6 +60,8 @@ class Scope:
         """This scope written in the syntax the client used."""
         if self.operation:
             return self.text if self.syntax == "alias" else f"system/{self.resource_type}.{self.operation}"
+        if self.match_groups_only:
+            return MATCH_GROUPS_SCOPE
         if self.syntax == "v1":
             v1 = next((name for name, perms in _V1_PERMISSIONS.items() if perms == self.permissions), None)
             if v1:
@@ -69,6 +78,8 @@ def parse_scope(text: str) -> Scope:
     if text in OPERATION_ALIASES:
         resource_type, operation = OPERATION_ALIASES[text]
         return Scope(resource_type, operation=operation, syntax="alias", text=text)
+    if text == MATCH_GROUPS_SCOPE:
+        return Scope("Group", "rs", None, "alias", text, match_groups_only=True)
     if m := _OPERATION.match(text):
         if (m["type"], m["op"]) not in KNOWN_OPERATIONS:
             raise ScopeError(f"unknown operation scope {text}")
@@ -109,6 +120,10 @@ def _intersect(requested: Scope, allowed: Scope) -> Scope | None:
     perms = _ordered(set(requested.permissions) & set(allowed.permissions))
     if not perms:
         return None
+    if requested.match_groups_only or allowed.match_groups_only:
+        # Either side's constraint stays; it is granted whole or not at all (it cannot be written with fewer).
+        return Scope("Group", perms, None, "alias", MATCH_GROUPS_SCOPE, match_groups_only=True) if perms == "rs" \
+            else None
     return Scope(resource_type, perms, None, requested.syntax, requested.text)
 
 
@@ -136,6 +151,10 @@ class ScopeSet:
     def allows(self, resource_type: str, permission: str) -> bool:
         return any(s.operation is None and s.covers_type(resource_type) and permission in s.permissions
                    for s in self.scopes)
+
+    def sees_all_groups(self) -> bool:
+        """False when Group access comes only from MATCH_GROUPS_SCOPE: the client's `match` Groups alone."""
+        return any(s.operation is None and s.covers_type("Group") and not s.match_groups_only for s in self.scopes)
 
     def allows_any_type(self, permission: str) -> bool:
         return any(s.operation is None and permission in s.permissions for s in self.scopes)

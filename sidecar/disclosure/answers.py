@@ -20,8 +20,8 @@ import orjson
 from sidecar.gate.compartment import is_member_data, member_of
 from sidecar.config import Settings
 from sidecar.disclosure.resolver import Fetch, ReferenceSensitivity, reference_of
-from sidecar.disclosure.rules import REGULAR, SENSITIVE, Decision, DisclosureRules, normal_reference, references_of
-from sidecar.disclosure.sensitivity import Reason, SensitiveData, references_in
+from sidecar.disclosure.rules import REGULAR, SENSITIVE, Decision, DisclosureRules, normal_reference
+from sidecar.disclosure.sensitivity import Reason, SensitiveData
 
 MATCH, INCLUDE = "match", "include"
 
@@ -81,14 +81,15 @@ class AnswerFilter:
         context_only = await self._missing_targets(resources, present)
         everything = resources + context_only
         raws = [orjson.dumps(resource) for resource in everything]
-        ctx = self.rules.context(now, members, await self.resolver.sensitive_refs(everything, raws))
+        judged = await self.resolver.judge(everything, raws)
+        ctx = self.rules.context(now, members, judged.sensitive)
         outcome = Outcome([None] * len(items), pointed_to=dict(pointed_elsewhere or {}))
 
         released_policy: dict[str, str] = {}   # ref of released member data → its member's policy
         pointed_to = outcome.pointed_to
 
-        def point(raw: bytes, policy: str) -> None:
-            for ref in references_of(references_in(raw)):
+        def point(index: int, policy: str) -> None:
+            for ref in judged.nodes[index].references:
                 if pointed_to.get(ref) != SENSITIVE:
                     pointed_to[ref] = policy
 
@@ -104,7 +105,7 @@ class AnswerFilter:
 
         for index, (resource, raw) in enumerate(zip(everything, raws)):
             if is_member_data(str(resource.get("resourceType"))):
-                decision = self.rules.decide(resource, ctx, raw)
+                decision = self.rules.decide(resource, ctx, raw, judged.nodes[index].direct)
                 record(index, resource, decision)
                 if decision.released:
                     policy = members[member_of(resource) or ""]
@@ -112,7 +113,7 @@ class AnswerFilter:
                     if ref:
                         released_policy[ref] = policy
                     if index < len(items):
-                        point(raw, policy)
+                        point(index, policy)
         for index, (resource, raw) in enumerate(zip(everything, raws)):
             if resource.get("resourceType") == "Provenance":
                 targets = _targets(resource)
@@ -121,18 +122,19 @@ class AnswerFilter:
                     continue
                 policies = [released_policy[t] for t in targets]
                 policy = REGULAR if REGULAR in policies else SENSITIVE
-                decision = self.rules.decide_unowned(resource, policy, ctx, raw)
+                decision = self.rules.decide_unowned(resource, policy, ctx, raw, judged.nodes[index].direct)
                 record(index, resource, decision)
                 if decision.released:
-                    point(raw, policy)
+                    point(index, policy)
         for index, ((resource, mode), raw) in enumerate(zip(items, raws)):
             resource_type = str(resource.get("resourceType"))
             if is_member_data(resource_type) or resource_type == "Provenance":
                 continue
             if mode == MATCH:
-                decision = self.rules.decide_unowned(resource, REGULAR, ctx, raw)
+                decision = self.rules.decide_unowned(resource, REGULAR, ctx, raw, judged.nodes[index].direct)
             elif reference_of(resource) in pointed_to:
-                decision = self.rules.decide_unowned(resource, pointed_to[reference_of(resource) or ""], ctx, raw)
+                decision = self.rules.decide_unowned(resource, pointed_to[reference_of(resource) or ""], ctx, raw,
+                                                     judged.nodes[index].direct)
             else:
                 decision = Decision(None, Reason("not-referenced-by-released-data"))
             record(index, resource, decision)

@@ -34,6 +34,14 @@ class _Node:
     at: float
 
 
+@dataclass(frozen=True)
+class Judged:
+    sensitive: dict[str, Reason]
+    """`Type/id` of every resource reachable from the answer (its own included) that is sensitive, with why."""
+    nodes: list[_Node]
+    """Per answer resource: its own sensitivity and its references, so deciding it need not work them out again."""
+
+
 def _node_of(sensitive: SensitiveData, resource: dict, raw: bytes | None, at: float) -> _Node:
     raw = orjson.dumps(resource) if raw is None else raw
     return _Node(sensitive.direct(resource, raw), tuple(references_of(references_in(raw))), at)
@@ -81,13 +89,13 @@ class ReferenceSensitivity:
             for resource_id in ids:  # gone or never existed: nothing to learn from it
                 self._nodes.setdefault(f"{resource_type}/{resource_id}", _Node(None, (), now))
 
-    async def sensitive_refs(self, resources: list[dict], raws: list[bytes]) -> dict[str, Reason]:
+    async def judge(self, resources: list[dict], raws: list[bytes]) -> Judged:
         """For every resource reachable from `resources` (themselves included), those that are sensitive."""
         now = time.monotonic()
         graph: dict[str, _Node] = {}
         frontier: set[str] = set()
-        for resource, raw in zip(resources, raws):
-            node = _node_of(self.sensitive, resource, raw, now)
+        nodes = [_node_of(self.sensitive, resource, raw, now) for resource, raw in zip(resources, raws)]
+        for resource, node in zip(resources, nodes):
             ref = reference_of(resource)
             if ref is not None:
                 graph[ref] = node
@@ -106,7 +114,7 @@ class ReferenceSensitivity:
                 graph[ref] = node
                 next_frontier.update(node.references)
             frontier = next_frontier
-        return _propagate(graph)
+        return Judged(_propagate(graph), nodes)
 
 
 def _propagate(graph: dict[str, _Node]) -> dict[str, Reason]:

@@ -31,6 +31,8 @@ from sidecar.disclosure.service_dates import DISCLOSED_MEMBER_TYPES, ONGOING, SE
 
 REGULAR = "regular"
 SENSITIVE = "sensitive"
+UNJUDGED = object()
+"""`direct` not given: the rules judge the resource's own sensitivity themselves."""
 
 
 def policy_of(uri: object) -> str:
@@ -106,11 +108,13 @@ class DisclosureRules:
         return DisclosureContext(now, lookback_window(now, self.lookback_years, self.tz),
                                  months_window(now, self.prior_auth_months, self.tz), members, sensitive_refs or {})
 
-    def sensitivity(self, resource: dict, ctx: DisclosureContext, raw: bytes | None = None) -> Reason | None:
-        """Sensitive by itself or through a sensitive resource it points to."""
+    def sensitivity(self, resource: dict, ctx: DisclosureContext, raw: bytes | None = None,
+                    direct: Reason | None | object = UNJUDGED) -> Reason | None:
+        """Sensitive by itself or through a sensitive resource it points to. `direct`: what
+        `SensitiveData.direct` already found for this resource, when the caller judged it (the answer filter's
+        reference resolver does, for every resource of the answer)."""
         raw = orjson.dumps(resource) if raw is None else raw
-        found = (self.sensitive.label(resource) or self.sensitive.part2_program(resource)
-                 or self.sensitive.coded(resource, raw))
+        found = self.sensitive.direct(resource, raw) if direct is UNJUDGED else direct
         if found is None and ctx.sensitive_ref_pattern is not None:
             match = ctx.sensitive_ref_pattern.search(raw)
             if match:
@@ -131,7 +135,8 @@ class DisclosureRules:
             return None if resource_type in UNDATED_PASS else Reason("no-service-date")
         return Reason("five-year-lookback", latest[0], latest[1] if isinstance(latest[1], str) else None)
 
-    def decide(self, resource: dict, ctx: DisclosureContext, raw: bytes | None = None) -> Decision:
+    def decide(self, resource: dict, ctx: DisclosureContext, raw: bytes | None = None,
+               direct: Reason | None | object = UNJUDGED) -> Decision:
         """For member data: the whole rule chain."""
         resource_type = resource.get("resourceType")
         if resource_type not in DISCLOSED_MEMBER_TYPES:
@@ -157,7 +162,7 @@ class DisclosureRules:
         if reason is not None:
             return Decision(None, reason)
         if policy == REGULAR:
-            reason = self.sensitivity(resource, ctx, raw)
+            reason = self.sensitivity(resource, ctx, raw, direct)
             if reason is not None:
                 return Decision(None, reason)
         if claim:
@@ -165,12 +170,12 @@ class DisclosureRules:
             return Decision(stripped, Reason("non-financial-view", "meta.profile", profile))
         return Decision(resource)
 
-    def decide_unowned(self, resource: dict, policy: str, ctx: DisclosureContext,
-                       raw: bytes | None = None) -> Decision:
+    def decide_unowned(self, resource: dict, policy: str, ctx: DisclosureContext, raw: bytes | None = None,
+                       direct: Reason | None | object = UNJUDGED) -> Decision:
         """For data that belongs to no member (organizations, practitioners, medications, provenance), released
         alongside a member's data under that member's policy: only sensitivity applies."""
         if policy == REGULAR:
-            reason = self.sensitivity(resource, ctx, raw)
+            reason = self.sensitivity(resource, ctx, raw, direct)
             if reason is not None:
                 return Decision(None, reason)
         return Decision(resource)

@@ -5,7 +5,8 @@ those ids, with the PDex search parameters `code`, `identifier` and `characteris
 `characteristic-value-reference`, so the sidecar applies it to what HAPI found: a value matches a Group whose
 `characteristic.valueReference` has that literal reference or that identifier (`system|value`, or the value alone).
 Every value is checked before anything reaches HAPI (a 400 naming the parameter). Another organization's Group is
-the same 404 as a missing one. An operator's unrestricted client goes through the ordinary proxy.
+the same 404 as a missing one, and so is a Group other than `match` for a token whose Group access is PDex's
+Member Match Groups scope alone (`MATCH_GROUPS_SCOPE`). An operator's unrestricted client goes through the ordinary proxy.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from sidecar.config import Settings
 from sidecar.fhir.body import BadForm, form_pairs
 from sidecar.fhir.outcome import fhir_json_response, outcome_response
 from sidecar.hapi.client import HapiClient
+from sidecar.matching.match_groups import RESULT_SYSTEM
 from sidecar.store import jobs
 from sidecar.store.db import Store
 
@@ -75,6 +77,14 @@ def _has_value_references(group: dict, wanted: Iterable[str]) -> bool:
     return all(present & set(value.split(",")) for value in wanted)
 
 
+def _in_scope(caller: Caller, group: dict) -> bool:
+    """Every own Group, or only the `match` one when the token's Group access is MATCH_GROUPS_SCOPE alone."""
+    if caller.scopes.sees_all_groups():
+        return True
+    return any(isinstance(c, dict) and c.get("system") == RESULT_SYSTEM and c.get("code") == "match"
+               for c in (group.get("code") or {}).get("coding") or ())
+
+
 class PartnerGroups:
     def __init__(self, settings: Settings, store: Store, upstream: HapiClient, proxy: Handler) -> None:
         self.settings = settings
@@ -90,8 +100,9 @@ class PartnerGroups:
         found = []
         if await self.store.run(jobs.group_owner, self.store, group_id) == caller.client.organization:
             found = await self.upstream.by_ids("Group", [group_id])
+        found = [g for g in found if _in_scope(caller, g)]
         if not found:
-            note_refusal(request, "not this client's Group")
+            note_refusal(request, "not this client's Group, or not one its scopes cover")
             return outcome_response(404, "not-found", f"Group/{group_id} is not known")
         return fhir_json_response(found[0])
 
@@ -119,7 +130,7 @@ class PartnerGroups:
             query = [(n, v) for n, v in params if n not in ("_id", "_count", VALUE_REFERENCE)]
             found = await self.upstream.search("Group", [*query, ("_id", ",".join(ids)), ("_count", str(len(ids)))])
         wanted = [v for n, v in params if n == VALUE_REFERENCE]
-        found = [g for g in found if _has_value_references(g, wanted)]
+        found = [g for g in found if _has_value_references(g, wanted) and _in_scope(caller, g)]
         base = self.settings.public_fhir_base
         bundle = {"resourceType": "Bundle", "type": "searchset",
                   "link": [{"relation": "self", "url": f"{base}/Group" + (f"?{request.query_string}"

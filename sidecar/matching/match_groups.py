@@ -22,11 +22,13 @@ import copy
 from dataclasses import dataclass, field
 
 import orjson
+from fhir.resources.R4B.coverage import Coverage
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
 RESULT_SYSTEM = "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PdexMultiMemberMatchResultCS"
 MATCH_EXTENSION = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-match-parameters"
+COVERAGE_EXTENSION = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-match-coverage"
 MATCH_GROUP = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-match-group"
 NO_MATCH_GROUP = "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-no-match-group"
 GROUP_IDENTIFIER_SYSTEM = "urn:pdex-sidecar:bulk-member-match"
@@ -43,12 +45,20 @@ class BuiltGroups:
     warnings: list[str] = field(default_factory=list)  # for the error file: what could not be kept as submitted
 
 
-def _valid_patient(patient: dict) -> bool:
+def _valid(model: type[Patient] | type[Coverage], resource: dict) -> bool:
     try:
-        Patient.model_validate(patient)
+        model.model_validate(resource)
     except (ValidationError, KeyError, TypeError, ValueError):  # fhir.resources raises these on odd nested input
         return False
     return True
+
+
+def _without_forbidden_meta(resource: dict) -> dict:
+    contained = copy.deepcopy(resource)
+    meta = {k: v for k, v in (contained.pop("meta", None) or {}).items() if k not in NOT_CONTAINED_META}
+    if meta:
+        contained["meta"] = meta
+    return contained
 
 
 def containable(patient: object) -> dict | None:
@@ -57,13 +67,36 @@ def containable(patient: object) -> dict | None:
     own)."""
     if not isinstance(patient, dict) or patient.get("resourceType") != "Patient" or "contained" in patient:
         return None
-    if not _valid_patient(patient):
+    if not _valid(Patient, patient):
         return None
-    contained = copy.deepcopy(patient)
-    meta = {k: v for k, v in (contained.pop("meta", None) or {}).items() if k not in NOT_CONTAINED_META}
-    if meta:
-        contained["meta"] = meta
-    return contained
+    return _without_forbidden_meta(patient)
+
+
+def contain_coverages(chosen: list[int], members: list[dict], names: dict[int, dict],
+                      taken: set[str]) -> tuple[list[dict], dict[int, dict]]:
+    """PDex 2.2.0 §pdex-153: where one submitted Patient comes in several MemberBundles of a Group with different
+    CoverageToMatch, each of those Coverages contained (its beneficiary the contained Patient), and per member
+    index the Reference to it. Ids are made here, never taken from `taken`."""
+    by_patient: dict[str, list[int]] = {}
+    for index in chosen:
+        if "reference" in names[index]:
+            by_patient.setdefault(names[index]["reference"], []).append(index)
+    contained: list[dict] = []
+    references: dict[int, dict] = {}
+    for patient_ref, indexes in by_patient.items():
+        coverages = {i: members[i].get("CoverageToMatch") for i in indexes}
+        usable = {i: c for i, c in coverages.items()
+                  if isinstance(c, dict) and c.get("resourceType") == "Coverage" and "contained" not in c
+                  and _valid(Coverage, c)}
+        if len({orjson.dumps(c, option=orjson.OPT_SORT_KEYS) for c in usable.values()}) < 2:
+            continue
+        for index, coverage in usable.items():
+            given = _fresh(f"coverage-mb{index + 1}", taken)
+            taken.add(given)
+            contained.append({**_without_forbidden_meta(coverage), "id": given,
+                              "beneficiary": {"reference": patient_ref}})
+            references[index] = {"reference": f"#{given}"}
+    return contained, references
 
 
 def _fresh(wanted: str, taken: set[str]) -> str:
@@ -122,11 +155,15 @@ def build_groups(job_id: str, organization: str, managing_entity: dict, today: s
             built.warnings.append(f"{len(renamed)} submitted Patients in the {name} Group have the id of another "
                                   "member's different Patient there; each is contained with -mb<MemberBundle "
                                   f"position> appended to its id (MemberBundles {_positions(renamed)})")
+        coverages, coverage_of = contain_coverages(chosen, members, names, {p["id"] for p in contained})
+        contained += coverages
         entries = []
         for index in chosen:
             target = {"reference": f"Patient/{done[index][1]}"} if outcome == "match" else names[index]
-            entries.append({"entity": {**target, "extension": [
-                {"url": MATCH_EXTENSION, "valueReference": names[index]}]}})
+            extensions = [{"url": MATCH_EXTENSION, "valueReference": names[index]}]
+            if index in coverage_of:
+                extensions.append({"url": COVERAGE_EXTENSION, "valueReference": coverage_of[index]})
+            entries.append({"entity": {**target, "extension": extensions}})
         coding = {"system": RESULT_SYSTEM, "code": code}
         group = {"resourceType": "Group", "meta": {"profile": [MATCH_GROUP if outcome == "match" else NO_MATCH_GROUP]},
                  "identifier": [{"system": GROUP_IDENTIFIER_SYSTEM, "value": f"{job_id}-{code}"}],

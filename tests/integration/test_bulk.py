@@ -364,6 +364,20 @@ def test_a_partner_finds_its_groups_and_no_other(world, sidecar):
     assert call("GET", world.status_url)[0] == 401, "no token, no status"
 
 
+MATCH_GROUPS_SCOPE = ("system.Group.u?code=http://hl7.org/fhir/us/davinci-pdex/ValueSet/"
+                      "PDexMultiMemberMatchResultVS|match")
+
+
+def test_pdex_match_groups_scope_shows_the_match_group_and_no_other_of_the_partners_groups(world, sidecar):
+    bearer = token(sidecar, world.partner, f"system/Patient.read {MATCH_GROUPS_SCOPE}")
+    status, _, body = call("GET", f"{sidecar.fhir_base}/Group", bearer)
+    assert status == 200
+    assert [e["resource"]["id"] for e in json.loads(body)["entry"]] == [world.groups["match"]["id"]]
+    assert call("GET", f"{sidecar.fhir_base}/Group/{world.groups['match']['id']}", bearer)[0] == 200
+    assert call("GET", f"{sidecar.fhir_base}/Group/{world.groups['nomatch']['id']}", bearer)[0] == 404
+    assert call("GET", f"{sidecar.fhir_base}/Group/{world.groups['nomatch']['id']}", world.bearer)[0] == 200
+
+
 def test_a_group_search_form_that_is_not_utf8_is_400(world, sidecar):
     request = urllib.request.Request(f"{sidecar.fhir_base}/Group/_search", method="POST", data=b"code=\xff\xfe",
                                      headers={"Authorization": f"Bearer {world.bearer}",

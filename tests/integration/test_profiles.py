@@ -35,6 +35,7 @@ import pytest
 from sidecar.client.ingest import provenance
 from sidecar.devstack import SidecarProcess, free_port
 from sidecar.disclosure.claims import BASIS_PROFILES, claim_kind
+from sidecar.matching.match_groups import build_groups
 from sidecar.store.db import Store
 from sidecar.store.grants import Grant, add_grant
 from sidecar.validation.command import write_report
@@ -185,6 +186,7 @@ def bulk(hapi, sidecar) -> BulkMatch:
     constrained_person, constrained_card, _ = new_member(hapi, run, "Dora")
     bundles = [member_bundle(person, card, consent(partner.organization)),
                member_bundle(unknown, f"{run}-none", consent(partner.organization)),
+               member_bundle(unknown, f"{run}-none-2", consent(partner.organization)),  # §pdex-153
                member_bundle(constrained_person, constrained_card,
                              consent(partner.organization, recipient="Organization/someone-else")),
                {"name": "MemberBundle", "part": [{"name": "CoverageToMatch", "resource": {
@@ -215,6 +217,23 @@ def bulk(hapi, sidecar) -> BulkMatch:
                                            ("consentconstraint", NO_MATCH_GROUP)])
 def test_each_member_match_group_conforms_to_its_pdex_profile(validator, bulk, code, profile):
     assert_conforms(validator, bulk.groups[code], profile)
+
+
+def test_a_patient_submitted_with_two_coverages_has_both_in_the_no_match_group(bulk):
+    group = bulk.groups["nomatch"]
+    assert len([c for c in group["contained"] if c["resourceType"] == "Coverage"]) == 2
+    assert sum(len(m["entity"]["extension"]) == 2 for m in group["member"]) == 2
+
+
+def test_a_match_group_with_a_patient_matched_on_two_coverages_conforms_to_the_pdex_profile(validator):
+    submitted = patient(["Ann"], "Ames", "1980-01-02")
+    members = [{"MemberPatient": {**submitted, "id": "1"}, "CoverageToMatch": {
+        "resourceType": "Coverage", "id": "9", "status": "active", "subscriberId": card,
+        "beneficiary": {"reference": "Patient/1"}, "payor": [{"display": "This Payer"}]}} for card in ("A-1", "B-2")]
+    group = build_groups("job1", "Organization/requester", {"type": "Organization", "identifier": {
+        "system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}}, "2026-12-05", members,
+        {0: ("match", "p1"), 1: ("match", "p1")}).groups["match"]
+    assert_conforms(validator, {**group, "id": "g1"}, MATCH_GROUP)
 
 
 def test_the_2_1_0_parameters_envelope_conforms_to_multi_member_match_out(validator, bulk):

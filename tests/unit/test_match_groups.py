@@ -100,3 +100,34 @@ def test_a_patient_that_cannot_be_contained_unaltered_is_named_by_position():
     assert "contained" not in group
     assert [m["entity"]["extension"][0]["valueReference"] for m in group["member"]] == [
         {"display": "MemberBundle 1"}, {"display": "MemberBundle 2"}, {"display": "MemberBundle 3"}]
+
+
+def member_with_coverage(submitted: dict, subscriber_id: str) -> dict:
+    return {"MemberPatient": submitted, "CoverageToMatch": {
+        "resourceType": "Coverage", "id": "9", "meta": {"versionId": "2"}, "status": "active",
+        "subscriberId": subscriber_id, "beneficiary": {"reference": "Patient/1"}, "payor": [{"display": "Old Plan"}]}}
+
+
+def test_one_patient_submitted_with_two_coverages_has_each_coverage_contained_and_referenced():
+    group = built([member_with_coverage(patient(), "A-1"), member_with_coverage(patient(), "B-2")],
+                  {0: ("match", "p1"), 1: ("match", "p1")}).groups["match"]
+    coverages = {c["id"]: c for c in group["contained"] if c["resourceType"] == "Coverage"}
+    assert {c["subscriberId"] for c in coverages.values()} == {"A-1", "B-2"}
+    assert all(c["beneficiary"] == {"reference": "#1"} and "meta" not in c for c in coverages.values())
+    for entry, subscriber in zip(group["member"], ("A-1", "B-2")):
+        url, reference = entry["entity"]["extension"][1]["url"], entry["entity"]["extension"][1]["valueReference"]
+        assert url == "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/base-ext-match-coverage"
+        assert coverages[reference["reference"][1:]]["subscriberId"] == subscriber
+
+
+def test_one_patient_submitted_twice_with_the_same_coverage_has_no_coverage_contained():
+    group = built([member_with_coverage(patient(), "A-1"), member_with_coverage(patient(), "A-1")],
+                  {0: ("nomatch", None), 1: ("nomatch", None)}).groups["nomatch"]
+    assert [c["resourceType"] for c in group["contained"]] == ["Patient"]
+    assert all(len(entry["entity"]["extension"]) == 1 for entry in group["member"])
+
+
+def test_different_patients_with_different_coverages_have_no_coverage_contained():
+    group = built([member_with_coverage(patient("a"), "A-1"), member_with_coverage(patient("b", "Bell"), "B-2")],
+                  {0: ("match", "p1"), 1: ("match", "p2")}).groups["match"]
+    assert {c["resourceType"] for c in group["contained"]} == {"Patient"}

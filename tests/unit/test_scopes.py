@@ -97,3 +97,32 @@ def test_scope_set_answers_permission_questions():
     assert not scopes.allows_operation("Group", "$bulk-member-match")
     assert not scopes.reads_everything
     assert ScopeSet.parse("system/*.read").reads_everything
+
+
+MATCH_GROUPS = ("system.Group.u?code=http://hl7.org/fhir/us/davinci-pdex/ValueSet/PDexMultiMemberMatchResultVS"
+                "|match")
+
+
+def test_pdex_match_groups_scope_is_granted_as_asked_where_group_read_and_search_are_registered():
+    assert granted(f"system/Patient.read {MATCH_GROUPS}", "system/*.read") == f"system/Patient.read {MATCH_GROUPS}"
+
+
+def test_pdex_match_groups_scope_reads_and_searches_match_groups_only():
+    scopes = ScopeSet.parse(MATCH_GROUPS)
+    assert scopes.allows("Group", "r") and scopes.allows("Group", "s")
+    assert not scopes.sees_all_groups() and not scopes.allows("Patient", "r")
+    assert ScopeSet.parse(f"{MATCH_GROUPS} system/Group.rs").sees_all_groups()
+
+
+def test_a_client_registered_for_match_groups_only_gets_no_wider_group_scope_than_that():
+    assert granted("system/*.read", MATCH_GROUPS) == MATCH_GROUPS
+    assert granted("system/Group.rs", MATCH_GROUPS) == MATCH_GROUPS
+
+
+def test_pdex_match_groups_scope_is_not_granted_with_fewer_permissions_than_it_says():
+    assert granted(MATCH_GROUPS, "system/Group.r") == ""
+
+
+def test_other_constrained_group_scopes_are_still_refused():
+    with pytest.raises(ScopeError):
+        parse_scope(MATCH_GROUPS.replace("|match", "|nonmatch"))

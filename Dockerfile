@@ -1,8 +1,25 @@
-FROM python:3.11-slim
+FROM python:3.11-slim AS base
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY sidecar ./sidecar
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 sidecar && mkdir /data && chown sidecar /data
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 sidecar
+
+# The conformance suite QA teams run against any payer-to-payer server (docker build --target conformance).
+# Java (17 or later) and the validator are built in so the profile group runs when IG packages are mounted at /packages.
+FROM base AS conformance
+RUN apt-get update && apt-get install -y --no-install-recommends default-jdk-headless maven \
+    && rm -rf /var/lib/apt/lists/*
+COPY validator ./validator
+# Editable, so the package finds validator/ beside it (sidecar/validation looks for it there).
+# It runs as root: it writes its reports into a folder mounted from the host, whatever that folder's owner.
+RUN pip install --no-cache-dir --no-deps -e . && validator/build && rm -rf /root/.m2
+WORKDIR /work
+ENTRYPOINT ["pdex-sidecar", "conformance"]
+CMD ["--help"]
+
+# The sidecar (the default target: last stage).
+FROM base AS sidecar
+RUN mkdir /data && chown sidecar /data
 USER sidecar
 ENV SIDECAR_HOST=0.0.0.0 SIDECAR_PORT=8000 SIDECAR_DATA_DIR=/data
 EXPOSE 8000

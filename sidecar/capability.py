@@ -99,4 +99,6 @@ class CapabilityService:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await self.statement_bytes()
-        return web.Response(body=body, content_type=FHIR_JSON, charset="utf-8")
+        # Open to any origin, like smart-configuration: SMART App Launch lists both as CORS-enabled discovery.
+        return web.Response(body=body, content_type=FHIR_JSON, charset="utf-8",
+                            headers={"Access-Control-Allow-Origin": "*"})

@@ -24,6 +24,7 @@ from sidecar.client.progress import Progress
 from sidecar.client.pull import Pull, PullOptions
 from sidecar.client.smart import ClientKey, TokenRequestFailed, load_private_key, request_token
 from sidecar.config import ConfigError, load_settings
+from sidecar.conformance.command import add_parser as add_conformance_parser
 from sidecar.store.clients import Client, ClientError, add_client, all_clients, get_client, set_enabled
 from sidecar.matching.revocation import inactivate_consent
 from sidecar.store.db import Store
@@ -356,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="profile URL to validate against (repeatable; default: each resource's meta.profile)")
     validate.set_defaults(run=_validate)
 
+    add_conformance_parser(commands, common)
     audit = commands.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
     audit.add_parser("verify", help="check the hash chain of the audit trail",
                      parents=[common]).set_defaults(run=_audit_verify)

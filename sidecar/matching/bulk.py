@@ -29,7 +29,7 @@ from sidecar.fhir.outcome import outcome_response
 from sidecar.jobs.handlers import accepted
 from sidecar.jobs.runner import OPERATION_OUTCOME, JobRunner, outcome_line
 from sidecar.matching.consent import ConsentTerms, evaluate
-from sidecar.matching.match_groups import GROUP_IDENTIFIER_SYSTEM, GROUPS, build_groups
+from sidecar.matching.match_groups import GROUP_IDENTIFIER_SYSTEM, GROUPS, MATCH_GROUP, NO_MATCH_GROUP, build_groups
 from sidecar.matching.operation import BadRequest, MemberMatch, consent_to_store, parse
 from sidecar.store import jobs
 from sidecar.store.clients import Client
@@ -241,10 +241,12 @@ class BulkMemberMatch:
 
 
 def advertise_bulk_member_match(statement: dict, settings: Settings) -> None:
-    """CapabilityStatement: `$bulk-member-match` and `$davinci-data-export` on Group, plus the Bulk exports."""
+    """CapabilityStatement: `$bulk-member-match` and `$davinci-data-export` on Group, plus the Bulk exports; Group
+    names the Member Match Group profiles (PDex §3.3 Payer Access server: Group SHALL, pdex-member-match-group)."""
     for rest in statement.get("rest", []):
         for resource in rest.get("resource", []):
             if resource.get("type") == "Group":
+                resource["supportedProfile"] = [MATCH_GROUP, NO_MATCH_GROUP]
                 resource["operation"] = [
                     {"name": "bulk-member-match", "definition": OPERATION},
                     {"name": "davinci-data-export",

@@ -603,6 +603,9 @@ def test_the_capability_statement_lists_the_bulk_operations(sidecar):
     status, _, body = call("GET", f"{sidecar.fhir_base}/metadata")
     resources = {r["type"]: r for r in json.loads(body)["rest"][0]["resource"]}
     assert {o["name"] for o in resources["Group"]["operation"]} == {"bulk-member-match", "davinci-data-export", "export"}
+    assert resources["Group"]["supportedProfile"] == [
+        "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-match-group",
+        "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-member-no-match-group"]
     assert "export" in {o["name"] for o in resources["Patient"]["operation"]}
 
 

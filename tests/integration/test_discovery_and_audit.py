@@ -66,6 +66,7 @@ def test_partners_add_discover_stores_the_partners_fhir_base(sidecar, tmp_path, 
 async def test_capability_statement_names_smart_and_the_token_url_without_a_partial_oauth_uris(anonymous, sidecar):
     async with anonymous.get(f"{sidecar.fhir_base}/metadata", headers={"Accept": "application/fhir+json"}) as resp:
         assert resp.status == 200
+        assert resp.headers["Access-Control-Allow-Origin"] == "*", "discovery is open to any origin, as SMART asks"
         statement = await resp.json(content_type=None)
     security = statement["rest"][0]["security"]
     assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"

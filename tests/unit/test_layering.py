@@ -53,3 +53,18 @@ def test_job_kinds_are_peers(package: str, forbidden: tuple[str, ...]):
     crossing = {module: sorted(n for n in names if any(within(n, f) for f in forbidden))
                 for module, names in sidecar_imports(package).items()}
     assert {module: names for module, names in crossing.items() if names} == {}
+
+
+# The conformance suite tests any payer's server, peers included, so it is written from the specs: of the product
+# it may use only the shared SMART client and the validation step.
+CONFORMANCE_MAY_IMPORT = ("sidecar.conformance", "sidecar.client.smart", "sidecar.validation")
+
+
+def test_the_conformance_suite_imports_only_the_smart_client_and_the_validation_step():
+    beyond = {module: sorted(n for n in names if not any(within(n, p) for p in CONFORMANCE_MAY_IMPORT))
+              for module, names in sidecar_imports("conformance").items()}
+    assert {module: names for module, names in beyond.items() if names} == {}
+
+
+def test_the_conformance_walk_sees_its_imports():
+    assert "sidecar.client.smart.ClientKey" in sidecar_imports("conformance")["conformance/context.py"]

@@ -29,6 +29,7 @@ from sidecar.fhir.outcome import outcome_response
 from sidecar.jobs.handlers import accepted
 from sidecar.jobs.runner import OPERATION_OUTCOME, JobRunner, outcome_line
 from sidecar.matching.consent import ConsentTerms, evaluate
+from sidecar.matching.groups import GROUP_SEARCH_PARAMETERS
 from sidecar.matching.match_groups import GROUP_IDENTIFIER_SYSTEM, GROUPS, MATCH_GROUP, NO_MATCH_GROUP, build_groups
 from sidecar.matching.operation import BadRequest, MemberMatch, consent_to_store, parse
 from sidecar.store import jobs
@@ -247,6 +248,7 @@ def advertise_bulk_member_match(statement: dict, settings: Settings) -> None:
         for resource in rest.get("resource", []):
             if resource.get("type") == "Group":
                 resource["supportedProfile"] = [MATCH_GROUP, NO_MATCH_GROUP]
+                resource["searchParam"] = GROUP_SEARCH_PARAMETERS
                 resource["operation"] = [
                     {"name": "bulk-member-match", "definition": OPERATION},
                     {"name": "davinci-data-export",

@@ -27,7 +27,17 @@ from sidecar.store import jobs
 from sidecar.store.db import Store
 
 VALUE_REFERENCE = "characteristic-value-reference"
-SEARCH_PARAMETERS = {"code", "identifier", "characteristic", VALUE_REFERENCE, "_id", "_count"}
+# What a partner's Group search takes, as the CapabilityStatement lists it (not HAPI's whole list).
+GROUP_SEARCH_PARAMETERS = [
+    {"name": "_id", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id", "type": "token"},
+    {"name": "code", "definition": "http://hl7.org/fhir/us/davinci-pdex/SearchParameter/group-code", "type": "token"},
+    {"name": "identifier", "definition": "http://hl7.org/fhir/SearchParameter/Group-identifier", "type": "token"},
+    {"name": "characteristic", "definition": "http://hl7.org/fhir/SearchParameter/Group-characteristic",
+     "type": "token"},
+    {"name": "characteristic-value-reference",
+     "definition": "http://hl7.org/fhir/us/davinci-pdex/SearchParameter/pdex-group-characteristic-value-reference",
+     "type": "reference"}]
+SEARCH_PARAMETERS = {p["name"] for p in GROUP_SEARCH_PARAMETERS} | {"_count"}
 MAX_GROUPS = 1000
 MAX_VALUE = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -609,6 +609,13 @@ def test_the_capability_statement_lists_the_bulk_operations(sidecar):
     assert "export" in {o["name"] for o in resources["Patient"]["operation"]}
 
 
+def test_the_capability_statement_lists_the_group_searches_a_partner_can_make_and_no_other(sidecar):
+    status, _, body = call("GET", f"{sidecar.fhir_base}/metadata")
+    group = next(r for r in json.loads(body)["rest"][0]["resource"] if r["type"] == "Group")
+    assert {p["name"] for p in group["searchParam"]} == {"_id", "code", "identifier", "characteristic",
+                                                         "characteristic-value-reference"}
+
+
 def test_an_export_interrupted_by_a_crash_resumes_after_restart(world, hapi, tmp_path):
     from sidecar.devstack import SidecarProcess
     from sidecar.store.db import Store

@@ -39,6 +39,7 @@ from sidecar.matching.bulk import BulkMemberMatch, advertise_bulk_member_match
 from sidecar.matching.groups import PartnerGroups
 from sidecar.matching.operation import MemberMatch, advertise_member_match
 from sidecar.matching.scoring import Scorer, load_nicknames, load_weights
+from sidecar.members.pages import MemberPages
 from sidecar.provenance.transmitter import payer_reference
 from sidecar.proxy.routes import Refusal
 from sidecar.proxy.handler import ProxyHandler
@@ -112,7 +113,8 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
                            settings.public_fhir_base, payer_reference(settings))
     proxy = ProxyHandler(upstream, url_map, reader)
     weights = load_weights(Path(settings.match_weights_file) if settings.match_weights_file else None)
-    member_match = MemberMatch(settings, upstream, store, directory, Scorer(weights, load_nicknames()))
+    scorer = Scorer(weights, load_nicknames())
+    member_match = MemberMatch(settings, upstream, store, directory, scorer)
     capability.contributors.append(advertise_member_match)
     runner = JobRunner(settings, store)
     job_handlers = JobHandlers(settings, store, runner)
@@ -165,4 +167,6 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         "bulk-file": job_handlers.file, "group-search": groups.search, "group-search-post": groups.search,
         "group-read": groups.read, "proxy-base": proxy.handle, "proxy": proxy.handle,
     })
+    # Members' pages: their own sub-application and session auth; the /fhir middlewares leave /member alone.
+    app.add_subapp("/member", MemberPages(settings, store, upstream, audit, directory, scorer).application())
     return app

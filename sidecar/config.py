@@ -65,6 +65,13 @@ class Settings:
     pull_backoff_seconds: float = 1.0
     pull_no_match_retry_days: float = 30.0
     pull_interval_days: float = 90.0
+    pull_optin_check_hours: float = 24.0
+    member_oidc_issuer: str = ""
+    member_oidc_client_id: str = ""
+    member_oidc_client_secret: str = ""
+    member_oidc_subject_system: str = ""
+    member_templates_dir: str = ""
+    member_session_minutes: float = 30.0
 
     @property
     def upstream_base(self) -> str:
@@ -117,6 +124,10 @@ class Settings:
             raise ConfigError("pull_batch_size must be positive; pull_retries and pull_backoff_seconds not negative")
         if self.pull_no_match_retry_days < 0 or self.pull_interval_days <= 0:
             raise ConfigError("pull_no_match_retry_days must not be negative and pull_interval_days positive")
+        if self.pull_optin_check_hours <= 0 or self.member_session_minutes <= 0:
+            raise ConfigError("pull_optin_check_hours and member_session_minutes must be positive")
+        if self.member_oidc_issuer and not (self.member_oidc_client_id and self.member_oidc_subject_system):
+            raise ConfigError("member_oidc_issuer needs member_oidc_client_id and member_oidc_subject_system")
         organization = self.payer_organization.strip()
         system, _, value = organization.partition("|")
         literal = organization.startswith("Organization/") and organization != "Organization/"

@@ -160,6 +160,7 @@ class Pull:
                 await self.store.run(ex.record_transaction_time, self.store, self.partner.name, scope,
                                      str(manifest["transactionTime"]))
                 report.transaction_times[scope] = str(manifest["transactionTime"])
+                await self.store.run(ex.record_pulled, self.store, self.partner.name, [m.member for m in members])
                 for path in files:
                     path.unlink(missing_ok=True)
             else:

@@ -145,6 +145,27 @@ CREATE TABLE IF NOT EXISTS ingested (
     at REAL NOT NULL,
     PRIMARY KEY (partner, source)
 );
+CREATE TABLE IF NOT EXISTS member_optins (
+    id INTEGER PRIMARY KEY,
+    member TEXT NOT NULL,
+    partner TEXT,
+    other_plan TEXT,
+    policy TEXT NOT NULL,
+    consent TEXT,
+    coverage TEXT,
+    coverage_start TEXT,
+    opted_in_at REAL NOT NULL,
+    withdrawn_at REAL
+);
+CREATE INDEX IF NOT EXISTS member_optins_by_member ON member_optins (member);
+CREATE TABLE IF NOT EXISTS exchange_times (
+    partner TEXT NOT NULL,
+    member TEXT NOT NULL,
+    first_requested_at REAL,
+    first_received_at REAL,
+    last_pulled_at REAL,
+    PRIMARY KEY (partner, member)
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     at TEXT NOT NULL,

@@ -62,6 +62,10 @@ def record_outcome(store: Store, partner: str, member: str, state: str, *, detai
                                   "partner_patient": partner_patient, "export_scope": export_scope,
                                   "attempts": attempts, "next_attempt": next_attempt, "ingested": ingested,
                                   "updated_at": now}, pk=("partner", "member"))
+    if state != MISSING_DATA:  # a member never sent has no request time
+        store.db.execute("INSERT INTO exchange_times (partner, member, first_requested_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT (partner, member) DO UPDATE SET first_requested_at = "
+                         "COALESCE(first_requested_at, excluded.first_requested_at)", [partner, member, now])
 
 
 def record_ingest(store: Store, partner: str, member: str | None, written: int, detail: str | None,
@@ -75,6 +79,16 @@ def record_ingest(store: Store, partner: str, member: str | None, written: int, 
             store.db.execute("UPDATE exchanges SET state = ?, ingested = ingested + ?, detail = ?, updated_at = ? "
                              "WHERE partner = ? AND member = ?",
                              [INGESTED, written, detail, time.time(), partner, member])
+            store.db.execute("UPDATE exchange_times SET first_received_at = COALESCE(first_received_at, ?) "
+                             "WHERE partner = ? AND member = ?", [time.time(), partner, member])
+
+
+def record_pulled(store: Store, partner: str, members: list[str], at: float | None = None) -> None:
+    """These members' data was brought up to date from the partner (an export fully ingested): the clock of
+    concurrent coverage's quarterly pulls."""
+    now = time.time() if at is None else at
+    store.db.conn.executemany("UPDATE exchange_times SET last_pulled_at = ? WHERE partner = ? AND member = ?",
+                              [(now, partner, member) for member in members])
 
 
 def record_ingest_failure(store: Store, partner: str, member: str, detail: str) -> None:

@@ -1,0 +1,163 @@
+"""Former members at the old payer: zero-knowledge sign-in (name, birth date, previous member id, ZIP code) and
+what they may see and do once signed in.
+
+The sign-in is checked by the product's matcher (`sidecar.matching`) at its strictest: the candidates come from the
+same HAPI searches as `$member-match`, the same scorer must call it a match, and then every one of the four answers
+must agree exactly (first and family name, birth date, the member's own number, the ZIP code of the address).
+A wrong answer is refused without saying which field was wrong; attempts are throttled like `$member-match`
+(per browser address, and per person across addresses) and audited.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+from sidecar.config import Settings
+from sidecar.hapi.client import HapiClient
+from sidecar.matching import throttle
+from sidecar.matching.candidates import CandidateSource
+from sidecar.matching.person import member_id, person_of
+from sidecar.matching.scoring import Scorer, decide
+from sidecar.store import jobs
+from sidecar.store.db import Store
+
+# Every field must agree at its best level: no typo, nickname, swapped names or one-day-off birth date is enough.
+STRICT_LEVELS = {"given": {"exact"}, "family": {"exact"}, "birth_date": {"exact"}, "member_id": {"agree"}}
+# Per person, across browser addresses: how many distinct member ids may be tried with the same name and birth date.
+ANYWHERE = "former-member:*"
+
+
+@dataclass(frozen=True)
+class Answers:
+    given: str
+    family: str
+    birth_date: str
+    member_id: str
+    postal_code: str
+
+    def complete(self) -> bool:
+        try:
+            date.fromisoformat(self.birth_date)
+        except ValueError:
+            return False
+        return all(v.strip() for v in (self.given, self.family, self.member_id, self.postal_code))
+
+    def as_request(self) -> tuple[dict, dict]:
+        """The answers as a `$member-match` request's MemberPatient and CoverageToMatch."""
+        patient = {"resourceType": "Patient", "name": [{"family": self.family.strip(), "given": [self.given.strip()]}],
+                   "birthDate": self.birth_date, "address": [{"postalCode": self.postal_code.strip()}]}
+        coverage = {"resourceType": "Coverage", "identifier": [{"value": self.member_id.strip()}]}
+        return patient, coverage
+
+
+@dataclass(frozen=True)
+class SignIn:
+    outcome: str                   # "signed-in", "refused" or "throttled"
+    patient_id: str | None = None
+    audit: dict | None = None      # why, field by field: for the audit record only
+
+
+class FormerMembers:
+    def __init__(self, settings: Settings, upstream: HapiClient, store: Store, scorer: Scorer) -> None:
+        self.settings = settings
+        self.upstream = upstream
+        self.store = store
+        self.scorer = scorer
+        self.candidates = CandidateSource(upstream)
+        self.limits = throttle.ThrottleSettings(settings.match_window_seconds, settings.match_card_variants,
+                                                settings.match_failure_floor, settings.match_failure_rate)
+        # Across addresses only the card-variant rule applies: one failure rate for everyone would let anybody
+        # lock every former member out.
+        self.anywhere = throttle.ThrottleSettings(settings.match_window_seconds, settings.match_card_variants,
+                                                  failure_floor=2 ** 31, failure_rate=1.0)
+
+    async def sign_in(self, answers: Answers, address: str) -> SignIn:
+        client = f"former-member:{address}"
+        patient, coverage = answers.as_request()
+        person = person_of(patient, [coverage], False)
+        card = member_id(answers.member_id)
+        for who, limits in ((client, self.limits), (ANYWHERE, self.anywhere)):
+            refusal = await self.store.run(throttle.refusal, self.store, limits, who, person.demographics_key, card)
+            if refusal:
+                return SignIn("throttled", audit={"throttled": refusal})
+        if not answers.complete():
+            return SignIn("refused", audit={"reason": "incomplete answers"})
+        found = await self.candidates.first_blocks(person, [answers.member_id.strip()])
+        covered = await self.candidates.coverages(sorted(found))
+        loop = asyncio.get_running_loop()
+        scores = await loop.run_in_executor(None, lambda: self.scorer.score_candidates(
+            person, {pid: person_of(p, covered[pid], True) for pid, p in found.items()}))
+        verdict = decide(list(scores.items()), self.settings.match_threshold, self.settings.match_margin,
+                         self.settings.match_individual_minimum)
+        outcome, patient_id, detail = "refused", None, {"verdict": verdict.outcome}
+        if verdict.outcome == "match" and verdict.best is not None:
+            best_id, score = verdict.best
+            levels = {f: level for f, (level, _) in score.contributions.items()}
+            disagreeing = sorted(f for f, allowed in STRICT_LEVELS.items() if levels.get(f) not in allowed)
+            if not _same_zip(answers.postal_code, found[best_id]):
+                disagreeing.append("postal_code")
+            detail = {"verdict": "match", "patient": best_id, "not_exact": disagreeing}
+            if not disagreeing:
+                outcome, patient_id = "signed-in", best_id
+        for who in (client, ANYWHERE):
+            await self.store.run(throttle.record, self.store, who, person.demographics_key, card,
+                                 "match" if outcome == "signed-in" else "not-found")
+        return SignIn(outcome, patient_id, detail)
+
+    async def recipients(self, patient_id: str) -> list[dict]:
+        """Each organization this member's data was granted to: when, under which policy, until when, whether
+        withdrawn, and the exports of that organization that carried the member while the grant was live."""
+        grants = await self.store.run(_grants_of, self.store, patient_id)
+        exports = await self.store.run(_completed_exports, self.store, sorted({g["organization"] for g in grants}))
+        groups = sorted({gid for job in exports if (gid := _group_of(job["request_url"]))})
+        members = {g["id"]: {str((m.get("entity") or {}).get("reference", "")) for m in g.get("member") or ()}
+                   for g in await self.upstream.by_ids("Group", groups)} if groups else {}
+        own = f"Patient/{patient_id}"
+        shown = []
+        for grant in grants:
+            ended = grant["revoked_at"] or grant["valid_until"] or float("inf")
+            sent = [job["updated_at"] for job in exports
+                    if job["organization"] == grant["organization"] and grant["valid_from"] <= job["created_at"] < ended
+                    and (own in members.get(_group_of(job["request_url"]) or "", ())
+                         or own in json.loads(job["params"]).get("export", {}).get("patients", []))]
+            shown.append({"organization": grant["organization"], "policy": grant["policy"].rsplit("#", 1)[-1],
+                          "from": _day(grant["valid_from"]), "until": _day(grant["valid_until"]),
+                          "withdrawn": _day(grant["revoked_at"]), "sent": [_moment(t) for t in sorted(sent)]})
+        return shown
+
+
+def _same_zip(answer: str, patient: dict) -> bool:
+    wanted = "".join(ch for ch in answer if ch.isdigit())[:5]
+    return len(wanted) == 5 and any(
+        "".join(ch for ch in str(a.get("postalCode", "")) if ch.isdigit())[:5] == wanted
+        for a in patient.get("address") or () if isinstance(a, dict))
+
+
+def _grants_of(store: Store, patient_id: str) -> list[dict]:
+    return [dict(r) for r in store.db.query(
+        "SELECT organization, policy, consent, valid_from, valid_until, revoked_at FROM grants "
+        "WHERE patient_id = ? ORDER BY valid_from", [patient_id])]
+
+
+def _completed_exports(store: Store, organizations: list[str]) -> list[dict]:
+    if not organizations:
+        return []
+    marks = ",".join("?" * len(organizations))
+    return [dict(r) for r in store.db.query(
+        f"SELECT organization, request_url, params, created_at, updated_at FROM jobs WHERE kind = ? AND state = ? "
+        f"AND organization IN ({marks})", [jobs.EXPORT, jobs.COMPLETE, *organizations])]
+
+
+def _group_of(request_url: str) -> str | None:
+    parts = request_url.split("?", 1)[0].split("/")
+    return parts[parts.index("Group") + 1] if "Group" in parts[:-1] else None
+
+
+def _day(moment: float | None) -> str | None:
+    return datetime.fromtimestamp(moment, timezone.utc).date().isoformat() if moment else None
+
+
+def _moment(moment: float) -> str:
+    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

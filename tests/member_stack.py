@@ -22,7 +22,7 @@ LOGIN_SYSTEM = "urn:test:member-login"
 PARTNER_A = "Payer A Health"
 PARTNER_A_ID = "http://hl7.org/fhir/sid/us-npi|1111111112"
 PARTNER_B = "Payer B Insurance"
-RECIPIENT = "Organization/new-plan-after-leaving"
+RECIPIENT_NAME = "New Plan After Leaving"
 
 
 @pytest.fixture(scope="session")
@@ -122,14 +122,15 @@ async def former_member(hapi: HapiServer, sidecar: SidecarProcess) -> FormerMemb
         "patient": {"reference": f"Patient/{patient['id']}"},
         "policy": [{"uri": "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular"}],
         "provision": {"type": "permit"}})
+    recipient = f"Organization/{(await fhir_post(hapi, {'resourceType': 'Organization', 'name': RECIPIENT_NAME}))['id']}"
     group = await fhir_post(hapi, {"resourceType": "Group", "type": "person", "actual": True,
                                    "member": [{"entity": {"reference": f"Patient/{patient['id']}"}}]})
     store = Store(sidecar.data_dir)
     try:
-        add_grant(store, Grant(RECIPIENT, patient["id"],
+        add_grant(store, Grant(recipient, patient["id"],
                                "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular",
                                f"Consent/{consent['id']}", 1_700_000_000.0, 2_000_000_000.0))
-        job = jobs.create_job(store, jobs.EXPORT, "client-new-plan", RECIPIENT,
+        job = jobs.create_job(store, jobs.EXPORT, "client-new-plan", recipient,
                               f"{sidecar.fhir_base}/Group/{group['id']}/$davinci-data-export", {"export": {}})
         store.db.execute("UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?",
                          [jobs.COMPLETE, job.created_at + 42, job.id])

@@ -115,6 +115,7 @@ class FormerMembers:
         members = {g["id"]: {str((m.get("entity") or {}).get("reference", "")) for m in g.get("member") or ()}
                    for g in await self.upstream.by_ids("Group", groups)} if groups else {}
         own = f"Patient/{patient_id}"
+        names = await self._organization_names({g["organization"] for g in grants})
         shown = []
         for grant in grants:
             ended = grant["revoked_at"] or grant["valid_until"] or float("inf")
@@ -122,10 +123,17 @@ class FormerMembers:
                     if job["organization"] == grant["organization"] and grant["valid_from"] <= job["created_at"] < ended
                     and (own in members.get(_group_of(job["request_url"]) or "", ())
                          or own in json.loads(job["params"]).get("export", {}).get("patients", []))]
-            shown.append({"organization": grant["organization"], "policy": grant["policy"].rsplit("#", 1)[-1],
+            shown.append({"organization": names.get(grant["organization"], grant["organization"]),
+                          "policy": grant["policy"].rsplit("#", 1)[-1],
                           "from": _day(grant["valid_from"]), "until": _day(grant["valid_until"]),
                           "withdrawn": _day(grant["revoked_at"]), "sent": [_moment(t) for t in sorted(sent)]})
         return shown
+
+    async def _organization_names(self, organizations: set[str]) -> dict[str, str]:
+        """`Organization/x` → its name at HAPI, so a member reads a plan's name rather than a reference."""
+        ids = sorted(o.removeprefix("Organization/") for o in organizations if o.startswith("Organization/"))
+        found = await self.upstream.by_ids("Organization", ids) if ids else []
+        return {f"Organization/{o['id']}": o["name"] for o in found if isinstance(o.get("name"), str)}
 
 
 def _same_zip(answer: str, patient: dict) -> bool:

@@ -15,7 +15,7 @@ from sidecar.client.member_requests import member_requests
 from sidecar.store.db import Store
 from sidecar.store.partners import get_partner
 from tests.conftest import THIS_PAYER
-from tests.member_stack import (PARTNER_A, PARTNER_A_ID, RECIPIENT, fhir_get, former_member, member_sidecar,  # noqa: F401
+from tests.member_stack import (PARTNER_A, PARTNER_A_ID, RECIPIENT_NAME, fhir_get, former_member, member_sidecar,  # noqa: F401
                                 new_member, oidc)
 
 pytestmark = pytest.mark.hapi
@@ -159,7 +159,7 @@ async def test_a_former_member_sees_who_received_their_data_and_withdraws_like_c
         hapi, member_sidecar, browser_like):
     former = await former_member(hapi, member_sidecar)
     status, page = await former_sign_in(browser_like, member_sidecar, **answers_of(former))
-    assert status == 200 and RECIPIENT in page and "UTC" in page
+    assert status == 200 and RECIPIENT_NAME in page and "UTC" in page
     async with browser_like.post(f"{member_sidecar.public_url}/member/former/withdraw",
                                  data={"csrf": csrf_of(page)}) as resp:
         assert "stopped on" in await resp.text()

@@ -1,0 +1,177 @@
+"""The members' pages in a real browser (Debian's headless Chromium driven by Selenium, never a downloaded
+browser), at a phone's width, against real HAPI. Every page visited is checked with axe-core for WCAG 2.1 A/AA
+violations, must not scroll sideways, and is kept as a screenshot in test-artifacts/screenshots/."""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from sidecar.devstack import REPO_ROOT
+from tests.member_stack import (PARTNER_A, RECIPIENT_NAME, former_member, member_sidecar,  # noqa: F401
+                                new_member, oidc)
+
+pytestmark = pytest.mark.hapi
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+AXE = REPO_ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
+PHONE = (390, 844)
+WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """One Chromium for the whole run (starting one costs seconds)."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("selenium is not installed (scripts/install-python test installs it)")
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/install-browser-tests "
+                    "installs them as root)")
+    if not AXE.exists():
+        pytest.skip("axe-core is not installed (scripts/install-browser-tests runs npm ci in tests/browser)")
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={PHONE[0]},{PHONE[1]}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+class Pages:
+    """The browser as one test uses it: a fresh session, and every page looked at the same way."""
+
+    def __init__(self, driver, base: str, test: str) -> None:
+        self.driver = driver
+        self.base = base
+        self.test = test
+        self.seen = 0
+        driver.delete_all_cookies()
+
+    def open(self, path: str) -> None:
+        self.driver.get(f"{self.base}{path}")
+
+    def look(self, name: str) -> str:
+        """Screenshot, axe-core and the phone-width check of the page shown; its text."""
+        self.seen += 1
+        # The whole page, at the phone's width: the window is made as tall as the page for the picture.
+        height = self.driver.execute_script("return document.documentElement.scrollHeight;")
+        self.driver.set_window_size(PHONE[0], max(PHONE[1], height))
+        self.driver.save_screenshot(str(SCREENSHOTS / f"{self.test}-{self.seen:02d}-{name}.png"))
+        self.driver.set_window_size(*PHONE)
+        self.driver.execute_script(AXE.read_text())
+        result = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "axe.run(document, {runOnly: {type: 'tag', values: arguments[0]}})"
+            ".then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
+            " nodes: v.nodes.map(n => n.target.join(' '))}))))"
+            ".catch(e => done([{id: 'axe-failed', help: String(e)}]));", WCAG_21_AA)
+        assert result == [], f"{name}: accessibility violations: {json.dumps(result, indent=1)}"
+        overflow = self.driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
+        assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px at a phone's width"
+        return self.driver.find_element("tag name", "body").text
+
+    def type(self, field: str, text: str) -> None:
+        element = self.driver.find_element("id", field)
+        element.clear()
+        element.send_keys(text)
+
+    def set_date(self, field: str, day: str) -> None:
+        # A date input's typed form depends on the browser's locale; its value does not.
+        self.driver.execute_script("arguments[0].value = arguments[1];", self.driver.find_element("id", field), day)
+
+    def click(self, css: str) -> None:
+        self.driver.find_element("css selector", css).click()
+
+    def press(self, label: str) -> None:
+        self.driver.find_element("xpath", f"//button[normalize-space()='{label}'] | //a[normalize-space()='{label}']"
+                                 ).click()
+
+
+def hapi_json(url: str) -> dict:
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "application/fhir+json"}),
+                                timeout=30) as resp:
+        return json.load(resp)
+
+
+def test_a_member_signs_in_opts_in_sees_the_consent_in_hapi_and_withdraws(browser, hapi, member_sidecar):
+    member = asyncio.run(new_member(hapi))
+    pages = Pages(browser, member_sidecar.public_url, "new-payer")
+    pages.open("/member/")
+    assert "It is your choice" in pages.look("welcome")
+    pages.press("Sign in to choose")
+    pages.type("username", member.login)
+    pages.press("Continue")
+    assert "Ask a previous plan" in pages.look("signed-in")
+    pages.press("Ask my previous plan")
+    assert "Please fix 5 problems" in pages.look("form-errors")
+    pages.driver.find_element("css selector", f"#plan option[value='{PARTNER_A}']").click()
+    pages.type("member_id", "A-5551234")
+    pages.set_date("start", "2020-05-01")
+    pages.click("label[for=confirm]")
+    pages.click("label[for=policy-regular]")
+    pages.press("Ask my previous plan")
+    text = pages.look("requested")
+    assert f"{PARTNER_A}, asked on" in text and "Status: requested" in text
+    bundle = hapi_json(f"{member_sidecar.upstream_url}/Consent?patient=Patient/{member.patient_id}")
+    [consent] = [e["resource"] for e in bundle["entry"]]
+    assert consent["status"] == "active" and consent["policy"][0]["uri"].endswith("#regular")
+    pages.press(f"Stop asking {PARTNER_A}")
+    assert "Status: withdrawn" in pages.look("withdrawn")
+    consent = hapi_json(f"{member_sidecar.upstream_url}/Consent/{consent['id']}")
+    assert consent["status"] == "inactive"
+
+
+def former_answers(pages: Pages, former, **changed: str) -> None:
+    answers = {"given": former.given, "family": former.family, "member_id": former.member_id,
+               "postal_code": former.postal_code, **changed}
+    for field, value in answers.items():
+        pages.type(field, value)
+    pages.set_date("birth_date", changed.get("birth_date", former.birth_date))
+    pages.press("Sign in")
+
+
+def test_a_former_member_is_refused_on_a_wrong_answer_then_sees_who_received_their_data_and_withdraws(
+        browser, hapi, member_sidecar):
+    former = asyncio.run(former_member(hapi, member_sidecar))
+    pages = Pages(browser, member_sidecar.public_url, "former-member")
+    pages.open("/member/former")
+    pages.look("sign-in")
+    former_answers(pages, former, postal_code="10001")
+    assert "We could not confirm these details" in pages.look("wrong-answer")
+    former_answers(pages, former)
+    text = pages.look("recipients")
+    assert RECIPIENT_NAME in text and "UTC" in text
+    pages.press("Stop sending my records")
+    assert "stopped on" in pages.look("withdrawn")
+    consent = hapi_json(f"{member_sidecar.upstream_url}/{former.consent}")
+    assert consent["status"] == "inactive"
+
+
+def test_a_former_member_guessing_member_ids_is_throttled(browser, hapi, member_sidecar):
+    former = asyncio.run(former_member(hapi, member_sidecar))
+    pages = Pages(browser, member_sidecar.public_url, "former-throttle")
+    pages.open("/member/former")
+    for guess in ("111", "222", "333"):
+        former_answers(pages, former, member_id=guess)
+    former_answers(pages, former)
+    assert "Too many attempts" in pages.look("throttled")

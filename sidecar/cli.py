@@ -22,11 +22,13 @@ from sidecar.auth.tokens import create_signing_key
 from sidecar.client.partner_discovery import DiscoveryFailed, discover
 from sidecar.client.progress import Progress
 from sidecar.client.pull import Pull, PullOptions
+from sidecar.client.schedule import run_schedule
 from sidecar.client.smart import ClientKey, TokenRequestFailed, load_private_key, request_token
 from sidecar.config import ConfigError, load_settings
 from sidecar.conformance.command import add_parser as add_conformance_parser
 from sidecar.store.clients import Client, ClientError, add_client, all_clients, get_client, set_enabled
 from sidecar.matching.revocation import inactivate_consent
+from sidecar.reports import clocks
 from sidecar.store.db import Store
 from sidecar.store.exchanges import exchanges
 from sidecar.store.partners import DEFAULT_SCOPES, Partner, add_partner, all_partners, get_partner
@@ -229,10 +231,9 @@ def _pull(args: argparse.Namespace) -> int:
     if not args.partner:
         raise ClientError("name the partner to pull from: --partner NAME")
     partner = get_partner(store, args.partner)
-    options = PullOptions(members=args.member or None, since_last=args.since_last or args.schedule,
-                          single=args.single, concurrent_only=args.schedule)
+    options = PullOptions(members=args.member or None, since_last=args.since_last, single=args.single)
 
-    async def once() -> bool:
+    async def once(options: PullOptions) -> bool:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             report = await Pull(settings, store, partner, session, Progress()).run(options)
@@ -242,14 +243,9 @@ def _pull(args: argparse.Namespace) -> int:
             print(f"pdex-sidecar: {problem}", file=sys.stderr)
         return report.ok
 
-    async def scheduled() -> None:
-        while True:
-            await once()
-            await asyncio.sleep(settings.pull_interval_days * 86400)
-
     if args.schedule:
-        asyncio.run(scheduled())
-    return 0 if asyncio.run(once()) else 1
+        asyncio.run(run_schedule(settings, store, partner, once))
+    return 0 if asyncio.run(once(options)) else 1
 
 
 def _pull_status(store: Store, partner: str | None) -> int:
@@ -345,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="only what changed since the last successful export (run-off)")
     pull.add_argument("--single", action="store_true", help="$member-match one by one instead of in bulk")
     pull.add_argument("--schedule", action="store_true",
-                      help="repeat --since-last pulls every pull_interval_days for members with concurrent coverage")
+                      help="keep pulling: new opt-ins every pull_optin_check_hours, and --since-last every "
+                           "pull_interval_days for members with concurrent coverage")
     pull.set_defaults(run=_pull)
 
     validate = commands.add_parser("validate", help="validate FHIR resources against the IG packages (offline)",
@@ -358,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(run=_validate)
 
     add_conformance_parser(commands, common)
+    clocks.add_parser(commands, common)
     audit = commands.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
     audit.add_parser("verify", help="check the hash chain of the audit trail",
                      parents=[common]).set_defaults(run=_audit_verify)

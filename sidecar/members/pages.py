@@ -227,7 +227,7 @@ class MemberPages:
         start = optin.coverage_start(own, previous | {written[1]})
         recorded = await self.store.run(record_optin, self.store, member, partner.name if partner else None,
                                         other if plan == optin.OTHER else None, form["policy"], written[0],
-                                        written[1], start)
+                                        written[1], start, prior.end.isoformat() if prior.end else None)
         self._audit("opt-in", "allowed", member, optin=recorded.id, plan=plan, policy=form["policy"],
                     consent=written[0], coverage=written[1])
         raise web.HTTPSeeOther("/member/#your-requests")

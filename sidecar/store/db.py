@@ -154,6 +154,7 @@ CREATE TABLE IF NOT EXISTS member_optins (
     consent TEXT,
     coverage TEXT,
     coverage_start TEXT,
+    prior_end TEXT,
     opted_in_at REAL NOT NULL,
     withdrawn_at REAL
 );

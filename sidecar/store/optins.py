@@ -19,6 +19,7 @@ class OptIn:
     consent: str | None          # Consent/{id} in HAPI
     coverage: str | None         # Coverage/{id} of the prior coverage in HAPI
     coverage_start: str | None   # start of our coverage (YYYY-MM-DD), the other clock of the one-week rule
+    prior_end: str | None        # end of the coverage there (YYYY-MM-DD); None: concurrent, pulled quarterly
     opted_in_at: float
     withdrawn_at: float | None
 
@@ -29,9 +30,9 @@ class OptIn:
 
 def record_optin(store: Store, member: str, partner: str | None, other_plan: str | None, policy: str,
                  consent: str | None, coverage: str | None, coverage_start: str | None,
-                 at: float | None = None) -> OptIn:
+                 prior_end: str | None = None, at: float | None = None) -> OptIn:
     row = {"member": member, "partner": partner, "other_plan": other_plan, "policy": policy, "consent": consent,
-           "coverage": coverage, "coverage_start": coverage_start,
+           "coverage": coverage, "coverage_start": coverage_start, "prior_end": prior_end,
            "opted_in_at": time.time() if at is None else at, "withdrawn_at": None}
     row["id"] = store.db["member_optins"].insert(row).last_pk
     return OptIn.of(row)

@@ -1,0 +1,1 @@
+"""Operators' reports read from the store."""

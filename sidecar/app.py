@@ -168,5 +168,5 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         "group-read": groups.read, "proxy-base": proxy.handle, "proxy": proxy.handle,
     })
     # Members' pages: their own sub-application and session auth; the /fhir middlewares leave /member alone.
-    app.add_subapp("/member", MemberPages(settings, store, upstream, audit, directory, scorer).application())
+    MemberPages(settings, store, upstream, audit, directory, scorer).install(app)
     return app

@@ -75,6 +75,10 @@ class MemberPages:
 
     # --- the sub-application ---------------------------------------------------------------------------------
 
+    def install(self, app: web.Application) -> None:
+        app.router.add_get("/member", self._to_start)  # before the sub-application, which would claim it
+        app.add_subapp("/member", self.application())
+
     def application(self) -> web.Application:
         app = web.Application(middlewares=[session_middleware(sessions.storage(self.settings, self.store)),
                                            self._guard])
@@ -95,6 +99,10 @@ class MemberPages:
         app.router.add_post("/former/sign-out", self.sign_out)
         app.router.add_get("/style.css", self.style)
         return app
+
+    @staticmethod
+    async def _to_start(request: web.Request) -> web.Response:
+        return web.Response(status=308, headers={**HEADERS_PLAIN, "Location": "/member/"})
 
     async def _client_session(self, app: web.Application):
         async with aiohttp.ClientSession() as self._http:
@@ -211,6 +219,9 @@ class MemberPages:
             raise web.HTTPSeeOther("/member/")
         partners = {p.name: p for p in await self.store.run(all_partners, self.store)}
         errors, prior, partner = self._read_opt_in(form, partners)
+        live = {o.partner for o in await self.store.run(optins_of, self.store, member) if o.withdrawn_at is None}
+        if partner is not None and partner.name in live:
+            errors["plan"] = "You already asked this plan. Its status is shown under “Your requests”."
         if errors:
             return await self._member_page(request, member, errors, form, status=422)
         today = _today()

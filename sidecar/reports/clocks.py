@@ -65,8 +65,10 @@ def _day(text: str | None) -> datetime | None:
 
 def requesting_rows(store: Store, now: datetime) -> list[Row]:
     optins: dict[tuple[str, str], dict] = {}
-    for row in store.db.query("SELECT * FROM member_optins WHERE partner IS NOT NULL ORDER BY opted_in_at"):
-        optins.setdefault((row["partner"], row["member"]), row)  # the first opt-in starts the clock
+    for row in store.db.query("SELECT * FROM member_optins ORDER BY opted_in_at"):
+        # The first opt-in starts the clock; a plan that is not a partner is member services' to request.
+        partner = row["partner"] or f"other: {row['other_plan'] or 'not named'}"
+        optins.setdefault((partner, row["member"]), row)
     times = {(r["partner"], r["member"]): r for r in store.db.query("SELECT * FROM exchange_times")}
     rows = []
     for partner, member in sorted(set(optins) | set(times)):

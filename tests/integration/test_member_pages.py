@@ -182,3 +182,28 @@ async def test_trying_member_ids_one_after_another_is_throttled(hapi, member_sid
         assert status == 401
     status, page = await former_sign_in(browser_like, member_sidecar, **answers_of(former))
     assert status == 429 and "Too many attempts" in page
+
+
+async def test_asking_the_same_plan_twice_is_refused_while_the_first_request_stands(hapi, member_sidecar,
+                                                                                     browser_like):
+    member = await new_member(hapi)
+    page = await signed_in_page(browser_like, member_sidecar, member.login)
+    for expected in (200, 422):
+        async with browser_like.post(f"{member_sidecar.public_url}/member/opt-in",
+                                     data={**OPT_IN, "csrf": csrf_of(page)}) as resp:
+            assert resp.status == expected
+            page = await resp.text()
+    assert "You already asked this plan" in page
+    consents = await fhir_get(hapi, "Consent", patient=f"Patient/{member.patient_id}")
+    assert len(consents["entry"]) == 1
+
+
+async def test_the_pages_keep_out_of_frames_and_caches_and_send_no_referrer(member_sidecar, browser_like):
+    async with browser_like.get(f"{member_sidecar.public_url}/member") as resp:
+        assert str(resp.url).endswith("/member/")
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+        cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/member/" in cookie

@@ -29,6 +29,16 @@ def hapi() -> Iterator[HapiServer]:
 
 
 @pytest.fixture(scope="session")
+def peer_hapi() -> Iterator[HapiServer]:
+    """A second payer's HAPI (HAPI_PEER_BASE_URL, else started like the first), shared by the tests that pull."""
+    server = obtain_hapi("HAPI_PEER_BASE_URL")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def validator() -> Iterator[Validator]:
     """HAPI's FHIR validator (validator/, built if needed) with the IG packages of fhir_packages_dir, else of
     ../shared/fhir-packages beside the project (as in CI); one JVM for the whole run."""

@@ -4,18 +4,30 @@ violations, must not scroll sideways, and is kept as a screenshot in test-artifa
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import urllib.request
+import uuid
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from sidecar.devstack import REPO_ROOT
-from tests.member_stack import (PARTNER_A, RECIPIENT_NAME, former_member, member_sidecar,  # noqa: F401
-                                new_member, oidc)
+from sidecar.devstack import REPO_ROOT, SidecarProcess
+from sidecar.store.db import Store
+from sidecar.store.partners import DEFAULT_SCOPES, add_partner
+from tests.conftest import THIS_PAYER
+from tests.integration.test_member_match import NPI
+from tests.member_stack import (LOGIN_SYSTEM, PARTNER_A, RECIPIENT_NAME, fhir_post, former_member,  # noqa: F401
+                                member_sidecar, new_member, oidc)
+from tests.smart import register_client
 
 pytestmark = pytest.mark.hapi
 
@@ -175,3 +187,66 @@ def test_a_former_member_guessing_member_ids_is_throttled(browser, hapi, member_
         former_answers(pages, former, member_id=guess)
     former_answers(pages, former)
     assert "Too many attempts" in pages.look("throttled")
+
+
+def test_a_member_who_opts_in_is_pulled_from_the_previous_payer_and_sees_data_received_on_time(
+        browser, hapi, sidecar, peer_hapi, oidc, tmp_path_factory):
+    """End to end across two payers: the member opts in on payer B's page, B's `pull` asks payer A (this run's
+    sidecar) for her, A matches her and exports, B ingests; B's page says data received and `report` on time."""
+    run = uuid.uuid4().hex[:8]
+    demographics = {"name": [{"family": f"Optin{run}", "given": ["Rosa"]}], "birthDate": "1979-09-09",
+                    "gender": "female"}
+    at_a = asyncio.run(fhir_post(hapi, {"resourceType": "Patient", **demographics}))
+    subject = {"reference": f"Patient/{at_a['id']}"}
+    asyncio.run(fhir_post(hapi, {"resourceType": "Coverage", "status": "active", "beneficiary": subject,
+                                 "identifier": [{"value": f"A-{run}"}], "payor": [{"display": "Payer A"}]}))
+    asyncio.run(fhir_post(hapi, {"resourceType": "Observation", "status": "final", "code": {"text": f"bp {run}"},
+                                 "subject": subject, "effectiveDateTime": date.today().isoformat()}))
+    npi_b = str(uuid.uuid4().int)[:10]
+    client = register_client(sidecar.data_dir, scopes=DEFAULT_SCOPES, organization=f"{NPI}|{npi_b}")
+    data_b = tmp_path_factory.mktemp("payer-b-members")
+    key_file = data_b / "at-a.jwks"
+    key_file.write_text(json.dumps({"keys": [client.key.private_jwk()]}))
+    partner = f"Payer A {run}"
+    store = Store(data_b)
+    try:
+        add_partner(store, partner, sidecar.fhir_base, client.client_id, key_file, [THIS_PAYER])
+    finally:
+        store.close()
+    env_b = {"SIDECAR_PAYER_IDENTIFIERS": f"{NPI}|{npi_b}", "SIDECAR_MEMBER_OIDC_ISSUER": oidc.issuer,
+             "SIDECAR_MEMBER_OIDC_CLIENT_ID": oidc.client_id, "SIDECAR_MEMBER_OIDC_CLIENT_SECRET": oidc.client_secret,
+             "SIDECAR_MEMBER_OIDC_SUBJECT_SYSTEM": LOGIN_SYSTEM}
+    payer_b = SidecarProcess(peer_hapi.base_url, data_b, extra_env=env_b).start()
+    try:
+        login = f"rosa-{run}"
+        at_b = asyncio.run(fhir_post(peer_hapi, {"resourceType": "Patient", **demographics,
+                                                 "identifier": [{"system": LOGIN_SYSTEM, "value": login}]}))
+        asyncio.run(fhir_post(peer_hapi, {"resourceType": "Coverage", "status": "active",
+                                          "beneficiary": {"reference": f"Patient/{at_b['id']}"},
+                                          "period": {"start": (date.today() - timedelta(days=2)).isoformat()},
+                                          "payor": [{"display": "Payer B"}]}))
+        pages = Pages(browser, payer_b.public_url, "two-payers")
+        pages.open("/member/sign-in")
+        pages.type("username", login)
+        pages.press("Continue")
+        pages.driver.find_element("css selector", f"#plan option[value='{partner}']").click()
+        pages.type("member_id", f"A-{run}")
+        pages.set_date("start", "2019-01-01")
+        pages.set_date("end", (date.today() - timedelta(days=3)).isoformat())
+        pages.click("label[for=confirm]")
+        pages.click("label[for=policy-regular]")
+        pages.press("Ask my previous plan")
+        assert "Status: requested" in pages.look("requested")
+        env = {**os.environ, "SIDECAR_UPSTREAM_URL": peer_hapi.base_url, "SIDECAR_DATA_DIR": str(data_b), **env_b}
+        pulled = subprocess.run([sys.executable, "-m", "sidecar", "pull", "--partner", partner], env=env,
+                                capture_output=True, text=True, timeout=600)
+        assert pulled.returncode == 0, pulled.stderr[-2000:]
+        pages.open("/member/")
+        assert "Status: data received" in pages.look("data-received")
+        reported = subprocess.run([sys.executable, "-m", "sidecar", "report"], env=env, capture_output=True,
+                                  text=True, timeout=60)
+        [row] = [r for r in csv.DictReader(io.StringIO(reported.stdout)) if r["member"] == at_b["id"]]
+        assert row["requested"] and row["data_received"] and row["request_late"] == ""
+        assert row["coverage_start"] == (date.today() - timedelta(days=2)).isoformat()
+    finally:
+        payer_b.stop()

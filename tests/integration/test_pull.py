@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.devstack import SidecarProcess, free_port, obtain_hapi
+from sidecar.devstack import SidecarProcess, free_port
 from sidecar.disclosure.claims import BASIS_PROFILES
 from sidecar.provenance.transmitter import PDEX_PROVENANCE
 from sidecar.store.db import Store
@@ -35,15 +35,6 @@ from tests.smart import Registered, register_client
 pytestmark = pytest.mark.hapi
 
 TAG = "urn:pdex-sidecar:payer-to-payer"
-
-
-@pytest.fixture(scope="module")
-def peer_hapi():
-    server = obtain_hapi("HAPI_PEER_BASE_URL")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def create(base: str, resource: dict) -> dict:

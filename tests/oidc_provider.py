@@ -30,6 +30,9 @@ class OidcProvider:
     key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(public_exponent=65537,
                                                                                     key_size=2048))
     codes: dict[str, dict] = field(default_factory=dict)
+    # What a misbehaving or impersonated provider would send: claims replaced, or a key not in its JWKS.
+    claims_override: dict = field(default_factory=dict)
+    signing_key: rsa.RSAPrivateKey | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
 
@@ -83,9 +86,9 @@ class OidcProvider:
         if grant is None or grant["challenge"] != challenge or grant["redirect_uri"] != form.get("redirect_uri"):
             return web.json_response({"error": "invalid_grant"}, status=400)
         now = int(time.time())
-        id_token = jwt.encode({"iss": self.issuer, "sub": grant["sub"], "aud": self.client_id, "iat": now,
-                               "exp": now + 300, "nonce": grant["nonce"]}, self.key, algorithm="RS256",
-                              headers={"kid": "test-key"})
+        claims = {"iss": self.issuer, "sub": grant["sub"], "aud": self.client_id, "iat": now, "exp": now + 300,
+                  "nonce": grant["nonce"], **self.claims_override}
+        id_token = jwt.encode(claims, self.signing_key or self.key, algorithm="RS256", headers={"kid": "test-key"})
         return web.json_response({"access_token": secrets.token_urlsafe(16), "token_type": "Bearer",
                                   "id_token": id_token, "expires_in": 300})
 

@@ -9,7 +9,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import jwt
@@ -78,9 +78,11 @@ class OidcClient:
         metadata = await self.metadata(session)
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri,
                 "code_verifier": attempt.verifier, "client_id": self.client_id}
-        auth = aiohttp.BasicAuth(self.client_id, self.client_secret) if self.client_secret else None
+        # client_secret_basic: id and secret form-encoded before Basic encoding (RFC 6749 §2.3.1).
+        credentials = f"{quote(self.client_id, safe='')}:{quote(self.client_secret, safe='')}".encode()
+        headers = {"Authorization": "Basic " + base64.b64encode(credentials).decode()} if self.client_secret else {}
         try:
-            async with session.post(metadata["token_endpoint"], data=form, auth=auth,
+            async with session.post(metadata["token_endpoint"], data=form, headers=headers,
                                     timeout=aiohttp.ClientTimeout(total=15)) as resp:
                 answer = await resp.json(content_type=None)
                 status = resp.status

@@ -117,7 +117,7 @@ class MemberPages:
             log.warning("member page: the FHIR server could not be used", extra={"path": request.path})
             response = await self._page(request, "message.html", {
                 "title": "Please try again later",
-                "message": "We cannot reach our records right now. Nothing was changed. Please try again later."},
+                "message": "We cannot reach our records right now. Please try again later."},
                 status=503)
         except web.HTTPException as exc:
             if exc.status < 400:  # a redirect, answered here: the app's error boundary speaks FHIR
@@ -230,12 +230,13 @@ class MemberPages:
         source = optin.partner_reference(partner) if partner else optin.organization_reference("", other or "other")
         consent = optin.consent(member, source, payer_reference(self.settings), form["policy"], today)
         coverage = optin.prior_coverage(member, source, prior, today)
+        # Read before writing: once the transaction is in, nothing else at HAPI can fail this request.
+        own = await self.upstream.search("Coverage", {"beneficiary": f"Patient/{member}", "_count": "100"})
+        previous = {o.coverage for o in await self.store.run(optins_of, self.store, member) if o.coverage}
+        start = optin.coverage_start(own, previous)
         written = await self.upstream.transaction([
             {"resource": consent, "request": {"method": "POST", "url": "Consent"}},
             {"resource": coverage, "request": {"method": "POST", "url": "Coverage"}}])
-        own = await self.upstream.search("Coverage", {"beneficiary": f"Patient/{member}", "_count": "100"})
-        previous = {o.coverage for o in await self.store.run(optins_of, self.store, member) if o.coverage}
-        start = optin.coverage_start(own, previous | {written[1]})
         recorded = await self.store.run(record_optin, self.store, member, partner.name if partner else None,
                                         other if plan == optin.OTHER else None, form["policy"], written[0],
                                         written[1], start, prior.end.isoformat() if prior.end else None)
@@ -277,11 +278,14 @@ class MemberPages:
             optin_id = int(form.get("optin", ""))
         except ValueError:
             raise web.HTTPBadRequest(text="Choose the request to withdraw.")
-        ended = await self.store.run(withdraw, self.store, member, optin_id)
-        if ended is None:
+        live = [o for o in await self.store.run(optins_of, self.store, member)
+                if o.id == optin_id and o.withdrawn_at is None]
+        if not live:
             raise web.HTTPNotFound(text="There is no such request of yours to withdraw.")
-        if ended.consent:
-            await self._inactivate(member, [ended.consent])
+        # The Consent first: while it is active a pull would send the member, so it is what must not fail silently.
+        if live[0].consent:
+            await self._inactivate(member, [live[0].consent])
+        ended = await self.store.run(withdraw, self.store, member, optin_id) or live[0]
         self._audit("withdraw", "allowed", member, optin=ended.id, consent=ended.consent)
         raise web.HTTPSeeOther("/member/#your-requests")
 
@@ -331,7 +335,14 @@ class MemberPages:
         ended = await self.store.run(revoke_grants, self.store, patient)
         for organization in {row["organization"] for row in ended}:
             self.directory.forget_grants(organization)
-        await self._inactivate(patient, sorted({row["consent"] for row in ended if row["consent"]}))
+        consents = sorted({row["consent"] for row in ended if row["consent"]})
+        try:
+            await self._inactivate(patient, consents)
+            still_active: list[str] = []
+        except HapiError:  # as `consent revoke`: the grants, which are what lets data leave, are ended regardless
+            log.warning("former member's Consents still active at HAPI", extra={"consents": consents})
+            still_active = consents
         self.audit.record(AuditRecord("admin", "consent-revoked", detail={
-            "member": patient, "organization": None, "grants": len(ended), "by": "former member page"}))
+            "member": patient, "organization": None, "grants": len(ended), "by": "former member page",
+            "consents_still_active": still_active}))
         raise web.HTTPSeeOther("/member/former#received")

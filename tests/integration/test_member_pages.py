@@ -207,3 +207,24 @@ async def test_the_pages_keep_out_of_frames_and_caches_and_send_no_referrer(memb
         assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
         cookie = resp.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/member/" in cookie
+
+
+async def test_a_member_cannot_withdraw_another_members_request(hapi, member_sidecar):
+    owner, other = await new_member(hapi), await new_member(hapi)
+    jar = {}
+    for who in (owner, other):
+        jar[who] = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    try:
+        page = await signed_in_page(jar[owner], member_sidecar, owner.login)
+        async with jar[owner].post(f"{member_sidecar.public_url}/member/opt-in",
+                                   data={**OPT_IN, "csrf": csrf_of(page)}) as resp:
+            optin = re.search(r'name="optin" value="(\d+)"', await resp.text()).group(1)
+        page = await signed_in_page(jar[other], member_sidecar, other.login)
+        async with jar[other].post(f"{member_sidecar.public_url}/member/withdraw",
+                                   data={"optin": optin, "csrf": csrf_of(page)}) as resp:
+            assert resp.status == 404
+    finally:
+        for session in jar.values():
+            await session.close()
+    consents = await fhir_get(hapi, "Consent", patient=f"Patient/{owner.patient_id}")
+    assert [e["resource"]["status"] for e in consents["entry"]] == ["active"]

@@ -122,7 +122,8 @@ async def former_member(hapi: HapiServer, sidecar: SidecarProcess) -> FormerMemb
         "patient": {"reference": f"Patient/{patient['id']}"},
         "policy": [{"uri": "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular"}],
         "provision": {"type": "permit"}})
-    recipient = f"Organization/{(await fhir_post(hapi, {'resourceType': 'Organization', 'name': RECIPIENT_NAME}))['id']}"
+    organization = await fhir_post(hapi, {"resourceType": "Organization", "name": RECIPIENT_NAME})
+    recipient = f"Organization/{organization['id']}"
     group = await fhir_post(hapi, {"resourceType": "Group", "type": "person", "actual": True,
                                    "member": [{"entity": {"reference": f"Patient/{patient['id']}"}}]})
     store = Store(sidecar.data_dir)

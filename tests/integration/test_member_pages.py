@@ -15,8 +15,8 @@ from sidecar.client.member_requests import member_requests
 from sidecar.store.db import Store
 from sidecar.store.partners import get_partner
 from tests.conftest import THIS_PAYER
-from tests.member_stack import (PARTNER_A, PARTNER_A_ID, RECIPIENT_NAME, fhir_get, former_member, member_sidecar,  # noqa: F401
-                                new_member, oidc)
+from tests.member_stack import (PARTNER_A, PARTNER_A_ID, RECIPIENT_NAME, fhir_get, former_member,  # noqa: F401
+                                member_sidecar, new_member, oidc)
 
 pytestmark = pytest.mark.hapi
 

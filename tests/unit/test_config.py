@@ -65,7 +65,8 @@ def test_the_fhir_packages_folder_comes_from_its_setting_and_has_no_default():
 
 def test_a_member_identity_provider_needs_its_client_and_the_subject_system():
     with pytest.raises(ConfigError, match="member_oidc_issuer needs"):
-        load_settings(environ={"SIDECAR_MEMBER_OIDC_ISSUER": "https://login.example", "SIDECAR_MEMBER_OIDC_CLIENT_ID": "x"})
+        load_settings(environ={"SIDECAR_MEMBER_OIDC_ISSUER": "https://login.example",
+                               "SIDECAR_MEMBER_OIDC_CLIENT_ID": "x"})
     settings = load_settings(environ={"SIDECAR_MEMBER_OIDC_ISSUER": "https://login.example",
                                       "SIDECAR_MEMBER_OIDC_CLIENT_ID": "x",
                                       "SIDECAR_MEMBER_OIDC_SUBJECT_SYSTEM": "urn:login"})

@@ -60,6 +60,7 @@ def browser() -> Iterator[object]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(30)
+    driver.implicitly_wait(5)  # elements of a page still loading
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
         yield driver
@@ -115,8 +116,15 @@ class Pages:
         self.driver.find_element("css selector", css).click()
 
     def press(self, label: str) -> None:
+        """Press a button or link that loads a page, and wait until the old page is gone (a click returns before
+        the navigation it starts)."""
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.wait import WebDriverWait
+
+        page = self.driver.find_element("tag name", "html")
         self.driver.find_element("xpath", f"//button[normalize-space()='{label}'] | //a[normalize-space()='{label}']"
                                  ).click()
+        WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(page))
 
 
 def hapi_json(url: str) -> dict:

@@ -51,6 +51,7 @@ def browser() -> Iterator[object]:
                     "installs them as root)")
     if not AXE.exists():
         pytest.skip("axe-core is not installed (scripts/install-browser-tests runs npm ci in tests/browser)")
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a browser or driver
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
@@ -159,6 +160,30 @@ def test_a_member_signs_in_opts_in_sees_the_consent_in_hapi_and_withdraws(browse
     assert "Status: withdrawn" in pages.look("withdrawn")
     consent = hapi_json(f"{member_sidecar.upstream_url}/Consent/{consent['id']}")
     assert consent["status"] == "inactive"
+
+
+def test_the_opt_in_form_is_reachable_with_the_keyboard_alone_skip_link_first(browser, hapi, member_sidecar):
+    from selenium.webdriver.common.keys import Keys
+
+    member = asyncio.run(new_member(hapi))
+    pages = Pages(browser, member_sidecar.public_url, "keyboard")
+    pages.open("/member/sign-in")
+    pages.type("username", member.login)
+    pages.press("Continue")
+    body = pages.driver.find_element("tag name", "body")
+    body.send_keys(Keys.TAB)
+    first = pages.driver.switch_to.active_element
+    assert first.text == "Skip to main content" and first.value_of_css_property("left") != "-999px"
+    reached: list[str] = []
+    for _ in range(40):
+        pages.driver.switch_to.active_element.send_keys(Keys.TAB)
+        focused = pages.driver.switch_to.active_element
+        name = focused.get_attribute("id") or focused.text
+        if name and name not in reached:
+            reached.append(name)
+    fields = ["plan", "other_plan", "member_id", "start", "end", "confirm", "policy-regular",
+              "Ask my previous plan", "Sign out"]
+    assert [name for name in reached if name in fields] == fields
 
 
 def former_answers(pages: Pages, former, **changed: str) -> None:

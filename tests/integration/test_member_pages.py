@@ -15,6 +15,7 @@ from sidecar.client.member_requests import member_requests
 from sidecar.store.db import Store
 from sidecar.store.partners import get_partner
 from tests.conftest import THIS_PAYER
+from tests.integration.test_profiles import HREX_CONSENT, assert_conforms
 from tests.member_stack import (PARTNER_A, PARTNER_A_ID, RECIPIENT_NAME, fhir_get, former_member,  # noqa: F401
                                 member_sidecar, new_member, oidc)
 
@@ -228,3 +229,17 @@ async def test_a_member_cannot_withdraw_another_members_request(hapi, member_sid
             await session.close()
     consents = await fhir_get(hapi, "Consent", patient=f"Patient/{owner.patient_id}")
     assert [e["resource"]["status"] for e in consents["entry"]] == ["active"]
+
+
+async def test_the_consent_and_prior_coverage_the_page_writes_conform_to_hrex_and_r4(hapi, member_sidecar,
+                                                                                   browser_like, validator):
+    member = await new_member(hapi)
+    page = await signed_in_page(browser_like, member_sidecar, member.login)
+    async with browser_like.post(f"{member_sidecar.public_url}/member/opt-in",
+                                 data={**OPT_IN, "csrf": csrf_of(page)}) as resp:
+        assert resp.status == 200
+    consent = (await fhir_get(hapi, "Consent", patient=f"Patient/{member.patient_id}"))["entry"][0]["resource"]
+    coverages = await fhir_get(hapi, "Coverage", beneficiary=f"Patient/{member.patient_id}")
+    [prior] = [e["resource"] for e in coverages["entry"] if e["resource"]["payor"][0].get("display") == PARTNER_A]
+    assert_conforms(validator, consent, HREX_CONSENT)
+    assert_conforms(validator, prior)

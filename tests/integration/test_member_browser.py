@@ -279,7 +279,7 @@ def test_a_member_who_opts_in_is_pulled_from_the_previous_payer_and_sees_data_re
         reported = subprocess.run([sys.executable, "-m", "sidecar", "report"], env=env, capture_output=True,
                                   text=True, timeout=60)
         [row] = [r for r in csv.DictReader(io.StringIO(reported.stdout)) if r["member"] == at_b["id"]]
-        assert row["requested"] and row["data_received"] and row["request_late"] == ""
+        assert row["requested"] and row["data_received"] and row["last_pull"] and row["request_late"] == ""
         assert row["coverage_start"] == (date.today() - timedelta(days=2)).isoformat()
     finally:
         payer_b.stop()

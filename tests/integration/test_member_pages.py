@@ -4,7 +4,12 @@ about which answer was wrong. (tests/integration/test_member_browser.py walks th
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import os
 import re
+import subprocess
+import sys
 from datetime import date
 
 import aiohttp
@@ -12,6 +17,7 @@ import pytest
 
 from sidecar.client.local_fhir import LocalFhir
 from sidecar.client.member_requests import member_requests
+from sidecar.devstack import SidecarProcess, free_port
 from sidecar.store.db import Store
 from sidecar.store.partners import get_partner
 from tests.conftest import THIS_PAYER
@@ -243,3 +249,34 @@ async def test_the_consent_and_prior_coverage_the_page_writes_conform_to_hrex_an
     [prior] = [e["resource"] for e in coverages["entry"] if e["resource"]["payor"][0].get("display") == PARTNER_A]
     assert_conforms(validator, consent, HREX_CONSENT)
     assert_conforms(validator, prior)
+
+
+async def test_a_plan_that_is_not_a_partner_is_recorded_for_member_services_and_reported(hapi, member_sidecar,
+                                                                                         browser_like):
+    member = await new_member(hapi)
+    page = await signed_in_page(browser_like, member_sidecar, member.login)
+    async with browser_like.post(f"{member_sidecar.public_url}/member/opt-in", data={
+            **OPT_IN, "plan": "other", "other_plan": "Tiny Mutual Co-op", "csrf": csrf_of(page)}) as resp:
+        assert 'data-state="with member services"' in await resp.text()
+    consent = (await fhir_get(hapi, "Consent", patient=f"Patient/{member.patient_id}"))["entry"][0]["resource"]
+    source = [a["reference"] for a in consent["provision"]["actor"] if a["role"]["coding"][0]["code"] == "performer"]
+    assert source == [{"display": "Tiny Mutual Co-op"}]
+    reported = subprocess.run([sys.executable, "-m", "sidecar", "report"], capture_output=True, text=True,
+                              env={**os.environ, "SIDECAR_DATA_DIR": str(member_sidecar.data_dir)}, timeout=60)
+    [row] = [r for r in csv.DictReader(io.StringIO(reported.stdout)) if r["member"] == member.patient_id]
+    assert row["partner"] == "other: Tiny Mutual Co-op" and row["requested"] == ""
+
+
+async def test_with_hapi_unreachable_the_pages_say_try_later_and_nothing_is_signed_in(tmp_path, browser_like):
+    down = SidecarProcess(f"http://127.0.0.1:{free_port()}/fhir", tmp_path).start()
+    try:
+        async with browser_like.get(f"{down.public_url}/member/former") as resp:
+            csrf = csrf_of(await resp.text())
+        async with browser_like.post(f"{down.public_url}/member/former/sign-in", data={
+                "given": "Grace", "family": "Leaver", "birth_date": "1971-07-14", "member_id": "X1",
+                "postal_code": "62704", "csrf": csrf}) as resp:
+            assert resp.status == 503 and "Please try again later" in await resp.text()
+        async with browser_like.get(f"{down.public_url}/member/former") as resp:
+            assert "Former members: see who received your records" in await resp.text()
+    finally:
+        down.stop()

@@ -208,8 +208,7 @@ class MemberPages:
     async def _state(self, item: OptIn) -> str:
         if item.partner is None:
             return "with member services"
-        exchange = (await self.store.run(ex.exchanges_of, self.store, item.partner)).get(item.member)
-        state = exchange.state if exchange else None
+        state = await self.store.run(ex.exchange_state, self.store, item.partner, item.member)
         return STATES.get(state, "being reviewed by member services")
 
     async def opt_in(self, request: web.Request) -> web.Response:

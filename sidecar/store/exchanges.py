@@ -50,6 +50,12 @@ def exchanges_of(store: Store, partner: str) -> dict[str, Exchange]:
     return {e.member: e for e in exchanges(store, partner)}
 
 
+def exchange_state(store: Store, partner: str, member: str) -> str | None:
+    """One member's state with one partner (None: never sent)."""
+    row = store.db.execute("SELECT state FROM exchanges WHERE partner = ? AND member = ?", [partner, member]).fetchone()
+    return row[0] if row else None
+
+
 def record_outcome(store: Store, partner: str, member: str, state: str, *, detail: str | None = None,
                    partner_patient: str | None = None, export_scope: str | None = None,
                    next_attempt: float | None = None) -> None:

@@ -107,7 +107,7 @@ class FormerMember:
 
 async def former_member(hapi: HapiServer, sidecar: SidecarProcess) -> FormerMember:
     """A member who left: their record here, a consent they gave a new plan (the grant `$member-match` made), and
-    one export that plan completed with their Group."""
+    two exports that plan completed: one of a Group with them, one of a Group without them."""
     unique = uuid.uuid4().hex[:8]
     member_id = f"OLD-{unique}"
     patient = await fhir_post(hapi, {
@@ -126,15 +126,19 @@ async def former_member(hapi: HapiServer, sidecar: SidecarProcess) -> FormerMemb
     recipient = f"Organization/{organization['id']}"
     group = await fhir_post(hapi, {"resourceType": "Group", "type": "person", "actual": True,
                                    "member": [{"entity": {"reference": f"Patient/{patient['id']}"}}]})
+    stranger = await fhir_post(hapi, {"resourceType": "Patient", "name": [{"family": f"Stranger{unique}"}]})
+    others = await fhir_post(hapi, {"resourceType": "Group", "type": "person", "actual": True,
+                                    "member": [{"entity": {"reference": f"Patient/{stranger['id']}"}}]})
     store = Store(sidecar.data_dir)
     try:
         add_grant(store, Grant(recipient, patient["id"],
                                "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular",
                                f"Consent/{consent['id']}", 1_700_000_000.0, 2_000_000_000.0))
-        job = jobs.create_job(store, jobs.EXPORT, "client-new-plan", recipient,
-                              f"{sidecar.fhir_base}/Group/{group['id']}/$davinci-data-export", {"export": {}})
-        store.db.execute("UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?",
-                         [jobs.COMPLETE, job.created_at + 42, job.id])
+        for exported in (group, others):
+            job = jobs.create_job(store, jobs.EXPORT, "client-new-plan", recipient,
+                                  f"{sidecar.fhir_base}/Group/{exported['id']}/$davinci-data-export", {"export": {}})
+            store.db.execute("UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?",
+                             [jobs.COMPLETE, job.created_at + 42, job.id])
     finally:
         store.close()
     return FormerMember("Grace", f"Leaver{unique}", "1971-07-14", member_id, "62704", patient["id"],

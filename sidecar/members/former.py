@@ -27,6 +27,7 @@ from sidecar.store.db import Store
 STRICT_LEVELS = {"given": {"exact"}, "family": {"exact"}, "birth_date": {"exact"}, "member_id": {"agree"}}
 # Per person, across browser addresses: how many distinct member ids may be tried with the same name and birth date.
 ANYWHERE = "former-member:*"
+GROUPS_PER_SEARCH = 100
 
 
 @dataclass(frozen=True)
@@ -111,23 +112,30 @@ class FormerMembers:
         withdrawn, and the exports of that organization that carried the member while the grant was live."""
         grants = await self.store.run(_grants_of, self.store, patient_id)
         exports = await self.store.run(_completed_exports, self.store, sorted({g["organization"] for g in grants}))
-        groups = sorted({gid for job in exports if (gid := _group_of(job["request_url"]))})
-        members = {g["id"]: {str((m.get("entity") or {}).get("reference", "")) for m in g.get("member") or ()}
-                   for g in await self.upstream.by_ids("Group", groups)} if groups else {}
         own = f"Patient/{patient_id}"
+        carrying = await self._groups_with(own, sorted({g for job in exports if (g := _group_of(job["request_url"]))}))
         names = await self._organization_names({g["organization"] for g in grants})
         shown = []
         for grant in grants:
             ended = grant["revoked_at"] or grant["valid_until"] or float("inf")
             sent = [job["updated_at"] for job in exports
                     if job["organization"] == grant["organization"] and grant["valid_from"] <= job["created_at"] < ended
-                    and (own in members.get(_group_of(job["request_url"]) or "", ())
+                    and (_group_of(job["request_url"]) in carrying
                          or own in json.loads(job["params"]).get("export", {}).get("patients", []))]
             shown.append({"organization": names.get(grant["organization"], grant["organization"]),
                           "policy": grant["policy"].rsplit("#", 1)[-1],
                           "from": _day(grant["valid_from"]), "until": _day(grant["valid_until"]),
                           "withdrawn": _day(grant["revoked_at"]), "sent": [_moment(t) for t in sorted(sent)]})
         return shown
+
+    async def _groups_with(self, member: str, groups: list[str]) -> set[str]:
+        """Which of these Groups have the member: HAPI answers with ids only, not the Groups' member lists."""
+        found: set[str] = set()
+        for start in range(0, len(groups), GROUPS_PER_SEARCH):
+            chunk = groups[start:start + GROUPS_PER_SEARCH]
+            found |= {g["id"] for g in await self.upstream.search("Group", {
+                "member": member, "_id": ",".join(chunk), "_elements": "id", "_count": str(len(chunk))})}
+        return found
 
     async def _organization_names(self, organizations: set[str]) -> dict[str, str]:
         """`Organization/x` → its name at HAPI, so a member reads a plan's name rather than a reference."""

@@ -25,8 +25,7 @@ from sidecar.store.db import Store
 from sidecar.store.partners import DEFAULT_SCOPES, add_partner
 from tests.conftest import THIS_PAYER
 from tests.integration.test_member_match import NPI
-from tests.member_stack import (LOGIN_SYSTEM, PARTNER_A, RECIPIENT_NAME, fhir_post, former_member,  # noqa: F401
-                                member_sidecar, new_member, oidc)
+from tests.member_stack import LOGIN_SYSTEM, PARTNER_A, RECIPIENT_NAME, fhir_post, former_member, new_member
 from tests.smart import register_client
 
 pytestmark = pytest.mark.hapi

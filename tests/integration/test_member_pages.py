@@ -22,8 +22,7 @@ from sidecar.store.db import Store
 from sidecar.store.partners import get_partner
 from tests.conftest import THIS_PAYER
 from tests.integration.test_profiles import HREX_CONSENT, assert_conforms
-from tests.member_stack import (PARTNER_A, PARTNER_A_ID, RECIPIENT_NAME, fhir_get, former_member,  # noqa: F401
-                                member_sidecar, new_member, oidc)
+from tests.member_stack import PARTNER_A, PARTNER_A_ID, RECIPIENT_NAME, fhir_get, former_member, new_member
 
 pytestmark = pytest.mark.hapi
 

@@ -245,25 +245,27 @@ class MemberMatch:
                         self.settings.timezone)
 
     async def _match(self, person: Person, coverage: dict) -> tuple[Verdict, dict[str, dict], dict[str, list[dict]]]:
-        patients = await self.candidates.first_blocks(person, raw_card_ids(coverage))
-        verdict, coverages = await self._verdict(person, patients)
+        patients, card_holders = await self.candidates.first_blocks(person, raw_card_ids(coverage))
+        verdict, coverages = await self._verdict(person, patients, card_holders)
         if verdict.outcome != "match":
             patients = await self.candidates.name_block(person, patients)
-            verdict, coverages = await self._verdict(person, patients)
+            verdict, coverages = await self._verdict(person, patients, card_holders)
         return verdict, patients, coverages
 
-    async def _verdict(self, person: Person, patients: dict[str, dict]) -> tuple[Verdict, dict[str, list[dict]]]:
+    async def _verdict(self, person: Person, patients: dict[str, dict],
+                       card_holders: frozenset[str]) -> tuple[Verdict, dict[str, list[dict]]]:
         """Score on the Patients alone, then fetch Coverages only for the candidates they could change the decision
         for, those within the margin of the threshold: with a card in the request, its agreement (subscriber ids,
         member numbers) could lift them there; without, an agreeing SSN counts only if it is not on a dependent's
-        record (Coverage.relationship)."""
+        record (Coverage.relationship). When candidates are too close to call, theirs are fetched too: siblings
+        under one subscription are told apart by which of them the first name agrees with exactly."""
         loop = asyncio.get_running_loop()
         coverages: dict[str, list[dict]] = {pid: [] for pid in patients}
 
         def score_all() -> dict[str, Score]:
             # The SSN search brings every Patient carrying the request's SSN, so a shared one is seen as shared.
             return self.scorer.score_candidates(person, {pid: person_of(patient, coverages[pid], True)
-                                                         for pid, patient in patients.items()})
+                                                         for pid, patient in patients.items()}, card_holders)
 
         card_weight = max(self.scorer.weights["member_id"][level] for level in ("agree", "subscriber"))
         floor = self.settings.match_threshold - self.settings.match_margin
@@ -276,11 +278,20 @@ class MemberMatch:
         scores = await loop.run_in_executor(None, score_all)
         worth = sorted(pid for pid, score in scores.items() if coverages_matter(score))
         if worth:
+            worth = sorted(set(worth) | card_holders)  # whose subscription the card is
             coverages.update(await self.candidates.coverages(worth))
             scores = await loop.run_in_executor(None, score_all)
-        verdict = decide(list(scores.items()), self.settings.match_threshold, self.settings.match_margin,
-                         self.settings.match_individual_minimum)
+        verdict = self._decide(scores)
+        close = sorted(set(_too_close_to_call(verdict, scores, self.settings.match_margin)) - set(worth))
+        if close:
+            coverages.update(await self.candidates.coverages(close))
+            scores = await loop.run_in_executor(None, score_all)
+            verdict = self._decide(scores)
         return verdict, coverages
+
+    def _decide(self, scores: dict[str, Score]) -> Verdict:
+        return decide(list(scores.items()), self.settings.match_threshold, self.settings.match_margin,
+                      self.settings.match_individual_minimum)
 
     async def _grant(self, caller: Caller, patient_id: str, consent: dict, terms: ConsentTerms) -> None:
         organization = caller.client.organization
@@ -297,6 +308,15 @@ class MemberMatch:
         if self.settings.member_match_member_id:
             parameters.append({"name": "MemberId", "valueReference": {"reference": f"Patient/{patient['id']}"}})
         return {"resourceType": "Parameters", "parameter": parameters}
+
+
+def _too_close_to_call(verdict: Verdict, scores: dict[str, Score], margin: float) -> list[str]:
+    """The candidates within the margin of the best, when one of them has the first name exactly."""
+    if verdict.outcome != "multiple-matches" or verdict.best is None:
+        return []
+    close = [pid for pid, score in scores.items() if score.total > verdict.best[1].total - margin]
+    exact = any(scores[pid].contributions.get("given", ("",))[0] == "exact" for pid in close)
+    return close if exact else []
 
 
 def _explain(verdict: Verdict) -> dict:

@@ -73,7 +73,7 @@ class Person:
         return "|".join([self.given, " ".join(self.family), self.birth_date.isoformat() if self.birth_date else ""])
 
 
-def _names(patient: dict) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+def names_of(patient: dict) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     names = [n for n in patient.get("name") or () if isinstance(n, dict)]
     names.sort(key=lambda n: {"official": 0, "usual": 1}.get(n.get("use"), 2))
     given: list[str] = []
@@ -120,7 +120,7 @@ def _subscriber_ids(coverages: list[dict]) -> frozenset[str]:
 def person_of(patient: dict, coverages: list[dict], patient_ids_are_card_ids: bool) -> Person:
     """`patient_ids_are_card_ids`: at this payer a Patient's own identifiers are its member ids; in a request they
     are the new payer's, so only the CoverageToMatch is card data."""
-    given, middle, family = _names(patient)
+    given, middle, family = names_of(patient)
     identifiers = [i for i in patient.get("identifier") or () if isinstance(i, dict)]
     ssn = _ssn(identifiers)
     ids = _member_numbers(coverages)

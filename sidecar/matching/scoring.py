@@ -22,12 +22,19 @@ the independence that Fellegi–Sunter assumes:
 - an SSN one off in its last digit is no individual evidence between people born the same day whose first names
   do not agree: twins were often given consecutive numbers;
 - a changed surname costs little, so strong other evidence carries it, and a name typed in the other name's place
-  (given for family, family for given, or both) agrees there.
+  (given for family, family for given, or both) agrees there;
+- a card this payer knows as someone else's (another Patient carries it, this candidate does not) is evidence
+  against (`member_id=other_subscription`), not neutral: the request names a subscription this candidate is not on;
+- agreement on a name many of this payer's members carry weighs less than on a rare one (term frequency, from
+  `NameFrequencies`): the adjustment only ever lowers a weight, the same for every candidate agreeing on that name;
+- between siblings under one subscription, the one whose first name agrees exactly outranks those whose first
+  name only nearly agrees (twins Ana and Anna): the request names the other one (`decide`).
 """
 from __future__ import annotations
 
 import json
 from collections import Counter
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -36,6 +43,7 @@ from pathlib import Path
 from rapidfuzz.distance import JaroWinkler
 
 from sidecar.config import ConfigError
+from sidecar.matching.name_frequency import NameFrequencies
 from sidecar.matching.person import Person, fold
 
 NICKNAMES_FILE = Path(__file__).parent / "data" / "nicknames.json"
@@ -49,7 +57,7 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "ssn": {"agree": 16.0, "one_digit": 10.0, "last_four": 8.0, "disagree": -6.0},
     "address": {"street": 9.0, "locality": 5.0, "disagree": -2.0},
     "phone": {"agree": 8.0, "disagree": -1.0},
-    "member_id": {"agree": 10.0, "subscriber": 10.0, "disagree": -2.0},
+    "member_id": {"agree": 10.0, "subscriber": 10.0, "disagree": -2.0, "other_subscription": -12.0},
 }
 # What tells one person from another in the same household. Family name, address, phone and the subscriber id are
 # shared by spouses, children and twins, so however much they add, a match also needs these to agree on their own.
@@ -88,6 +96,8 @@ class Score:
     individual: float
     contributions: dict[str, tuple[str, float]]
     """field → (agreement level, weight added)"""
+    subscriptions: frozenset[str] = frozenset()
+    """the candidate's subscriber ids at this payer (who its siblings are)"""
 
 
 def _birth_date_level(a: date, b: date) -> str:
@@ -182,14 +192,18 @@ def _family_forms(person: Person) -> tuple[str, ...]:
     return (*person.family, *person.family_tokens)
 
 
-def _card_level(request: Person, candidate: Person) -> str:
+def _card_level(request: Person, candidate: Person, someone_elses: bool) -> str:
     """`agree`: the request's member number is this person's own (one this payer issued to them alone);
     `subscriber`: some other card number agrees, the subscription's, which a spouse's or child's card shows too. A
     member number that is also the subscription's id (a subscriber's, often) cannot tell the subscriber from a
-    dependent whose new payer copied it from the card, so it agrees only as the subscription's."""
+    dependent whose new payer copied it from the card, so it agrees only as the subscription's.
+    `other_subscription`: none agrees, and this payer knows the request's card as another Patient's
+    (`someone_elses`)."""
     if request.member_ids & (candidate.member_ids - candidate.subscriber_ids):
         return "agree"
-    return "subscriber" if request.card_ids & candidate.card_ids else "disagree"
+    if request.card_ids & candidate.card_ids:
+        return "subscriber"
+    return "other_subscription" if someone_elses else "disagree"
 
 
 def _individual_fields(levels: dict[str, str], request: Person, candidate: Person,
@@ -206,10 +220,26 @@ def _individual_fields(levels: dict[str, str], request: Person, candidate: Perso
     return fields
 
 
+# Name levels that say the name is the one asked for, so weigh less when many members carry it.
+_NAME_AGREES = {"given": GIVEN_AGREES - {"swapped"}, "family": frozenset({"exact", "token", "close"})}
+# A term-frequency adjustment never takes an agreeing name below this much of its weight.
+TF_FLOOR = 0.5
+
+
+def frequency_adjustment(weight: float, share: float | None) -> float:
+    """How much less an agreement weighs (≤ 0) on a name carried by `share` of the roster: the default weight is
+    log2(m/u) for an average name, so for a name whose u is `share` it is weight + log2(2^-weight / share)."""
+    if not share or weight <= 0:
+        return 0.0
+    return max(-weight * TF_FLOOR, min(0.0, -weight - math.log2(share)))
+
+
 class Scorer:
-    def __init__(self, weights: dict[str, dict[str, float]], nicknames: dict[str, frozenset[str]]) -> None:
+    def __init__(self, weights: dict[str, dict[str, float]], nicknames: dict[str, frozenset[str]],
+                 frequencies: NameFrequencies | None = None) -> None:
         self.weights = weights
         self.nicknames = nicknames
+        self.frequencies = frequencies
 
     def _given_level(self, a: Person, b: Person) -> str:
         if a.given == b.given:
@@ -225,13 +255,22 @@ class Scorer:
             return "initial" if a.given[:1] == b.given[:1] else "disagree"
         return "similar" if similarity >= 0.85 else "disagree"
 
-    def score_candidates(self, request: Person, candidates: Mapping[str, Person]) -> dict[str, Score]:
-        """Each candidate's score, an SSN that several of them carry counting as a household's (`shared_ssns`)."""
+    def score_candidates(self, request: Person, candidates: Mapping[str, Person],
+                         card_holders: frozenset[str] = frozenset()) -> dict[str, Score]:
+        """Each candidate's score, an SSN that several of them carry counting as a household's (`shared_ssns`).
+        `card_holders`: the candidates this payer's search on the request's card found (who carries it here). To a
+        candidate on none of their subscriptions, the card is someone else's."""
         shared = shared_ssns(candidates.values())
-        return {key: self.score(request, candidate, shared) for key, candidate in candidates.items()}
+        holders = card_holders & candidates.keys()
+        subscriptions = frozenset().union(*(candidates[key].subscriber_ids for key in holders))
+        return {key: self.score(request, candidate, shared,
+                                bool(holders - {key}) and not candidate.subscriber_ids & subscriptions)
+                for key, candidate in candidates.items()}
 
-    def score(self, request: Person, candidate: Person, shared: frozenset[str] = frozenset()) -> Score:
-        """`shared`: SSNs several of this payer's Patients carry (`score_candidates` works them out)."""
+    def score(self, request: Person, candidate: Person, shared: frozenset[str] = frozenset(),
+              card_is_someone_elses: bool = False) -> Score:
+        """`shared`: SSNs several of this payer's Patients carry (`score_candidates` works them out);
+        `card_is_someone_elses`: another of this payer's Patients carries the request's card."""
         levels: dict[str, str] = {}
         if request.birth_date and candidate.birth_date:
             levels["birth_date"] = _birth_date_level(request.birth_date, candidate.birth_date)
@@ -255,12 +294,24 @@ class Scorer:
         if request.ssn and candidate.ssn:
             levels["ssn"] = _ssn_level(request.ssn, candidate.ssn)
         if request.card_ids and candidate.card_ids:
-            levels["member_id"] = _card_level(request, candidate)
-        contributions = {field: (level, self.weights[field][level]) for field, level in levels.items()}
+            levels["member_id"] = _card_level(request, candidate, card_is_someone_elses)
+        contributions = {field: (level, self.weights[field][level] + self._name_adjustment(field, level, request))
+                         for field, level in levels.items()}
         total = sum(weight for _, weight in contributions.values())
         individual = sum(contributions[f][1] for f in _individual_fields(levels, request, candidate, shared)
                          if f in contributions)
-        return Score(total, individual, contributions)
+        return Score(total, individual, contributions, candidate.subscriber_ids)
+
+    def _name_adjustment(self, field: str, level: str, request: Person) -> float:
+        """The term-frequency adjustment of an agreeing name, from the request's name (so every candidate agreeing
+        on it gets the same one)."""
+        if self.frequencies is None or level not in _NAME_AGREES.get(field, ()):
+            return 0.0
+        if field == "given":
+            share = self.frequencies.given_share(request.given)
+        else:
+            share = max((self.frequencies.family_share(name) or 0.0 for name in request.family), default=0.0)
+        return frequency_adjustment(self.weights[field][level], share)
 
 
 @dataclass(frozen=True)
@@ -270,9 +321,22 @@ class Verdict:
     runner_up: tuple[str, Score] | None
 
 
+def _named_sibling(one: Score, other: Score) -> bool:
+    """`one` is named exactly where `other`, a sibling under the same subscription, is only named nearly."""
+    return bool(one.subscriptions & other.subscriptions) and one.contributions.get("given", ("",))[0] == "exact" \
+        and other.contributions.get("given", ("exact",))[0] != "exact"
+
+
+def outranked_siblings(scored: list[tuple[str, Score]]) -> list[tuple[str, Score]]:
+    """The candidates left once each sibling whose first name only nearly agrees is set aside for one under the same
+    subscription whose first name agrees exactly: twins Ana and Anna, a request naming Anna is not about Ana."""
+    return [(key, score) for key, score in scored
+            if not any(_named_sibling(other, score) for _, other in scored)]
+
+
 def decide(scored: list[tuple[str, Score]], threshold: float, margin: float, individual_minimum: float) -> Verdict:
     """`scored`: (patient id, score) per candidate."""
-    ranked = sorted(scored, key=lambda item: item[1].total, reverse=True)
+    ranked = sorted(outranked_siblings(scored), key=lambda item: item[1].total, reverse=True)
     best = ranked[0] if ranked else None
     runner_up = ranked[1] if len(ranked) > 1 else None
     if best is None or best[1].total < threshold or best[1].individual < individual_minimum:

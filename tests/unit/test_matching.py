@@ -472,3 +472,11 @@ def test_the_name_searches_also_look_for_swapped_names_and_family_prefixes():
     assert name_searches(person(["Lucy"], "Fitzpatrick")) == [
         [("family", "fitzpatrick"), ("given", "lucy")], [("family", "lucy"), ("given", "fitzpatrick")],
         [("family", "fit"), ("given", "l")]]
+
+
+def test_someone_with_a_twin_here_is_not_matched_on_a_first_name_that_only_nearly_agrees():
+    """Anne is a near name of Anna's and none of Ana's: with Ana born the same day, Anna is not matched on it."""
+    request = person(["Anne"], "Lopez", "2010-06-01", "female")
+    assert decide(list(SCORER.score_candidates(request, twins()).items()), *BARS).outcome == "multiple-matches"
+    alone = {"anna": twins()["anna"]}
+    assert decide(list(SCORER.score_candidates(request, alone).items()), *BARS).outcome == "match"

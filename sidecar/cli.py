@@ -25,6 +25,7 @@ from sidecar.client.pull import Pull, PullOptions
 from sidecar.client.smart import ClientKey, TokenRequestFailed, load_private_key, request_token
 from sidecar.config import ConfigError, load_settings
 from sidecar.store.clients import Client, ClientError, add_client, all_clients, get_client, set_enabled
+from sidecar.matching import explain as match_explain
 from sidecar.matching.revocation import inactivate_consent
 from sidecar.store.db import Store
 from sidecar.store.exchanges import exchanges
@@ -355,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--profile", action="append",
                           help="profile URL to validate against (repeatable; default: each resource's meta.profile)")
     validate.set_defaults(run=_validate)
+    match_explain.add_parser(commands, common)
 
     audit = commands.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
     audit.add_parser("verify", help="check the hash chain of the audit trail",

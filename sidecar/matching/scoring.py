@@ -342,7 +342,7 @@ def outranked_siblings(scored: list[tuple[str, Score]]) -> list[tuple[str, Score
             if not any(_named_sibling(other, score) for _, other in scored)]
 
 
-def _twin_named_nearly(best: Score, scored: list[tuple[str, Score]]) -> bool:
+def twin_named_nearly(best: Score, scored: list[tuple[str, Score]]) -> bool:
     """The best's first name agrees only nearly, and this payer has someone born the same day under the same family
     name (a twin): a twin is matched on her own first name, never on one near it."""
     if best.twin_key is None or best.contributions.get("given", ("exact",))[0] == "exact":
@@ -359,6 +359,6 @@ def decide(scored: list[tuple[str, Score]], threshold: float, margin: float, ind
     runner_up = ranked[1] if len(ranked) > 1 else None
     if best is None or best[1].total < threshold or best[1].individual < individual_minimum:
         return Verdict("not-found", best, runner_up)
-    if runner_up is not None and best[1].total - runner_up[1].total < margin or _twin_named_nearly(best[1], scored):
+    if runner_up is not None and best[1].total - runner_up[1].total < margin or twin_named_nearly(best[1], scored):
         return Verdict("multiple-matches", best, runner_up)
     return Verdict("match", best, runner_up)

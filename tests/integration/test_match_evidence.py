@@ -8,7 +8,10 @@ same HAPI never collide with this one.
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -142,7 +145,8 @@ async def test_name_frequencies_come_from_hapis_roster_and_follow_its_changes(ha
         read = await names.refresh()
         assert (table.family[rare.lower()], table.family["re" + letters(run).lower()]) == (1, 1)
         assert table.family[common.lower()] == carriers + 1
-        assert read < carriers, "only what changed since the last refresh is read"
+        # What changed since the newest change seen (that one's transaction again, as `ge`), not the whole roster.
+        assert read < table.people // 2
 
         scorer = Scorer(DEFAULT_WEIGHTS, load_nicknames(), table)
         weights = {}
@@ -152,3 +156,17 @@ async def test_name_frequencies_come_from_hapis_roster_and_follow_its_changes(ha
         assert weights[common] < weights[rare] == DEFAULT_WEIGHTS["family"]["exact"]
     finally:
         await upstream.close()
+
+
+def test_match_explain_prints_the_candidates_their_field_weights_and_why(hapi, people, tmp_path):
+    body = tmp_path / "request.json"
+    body.write_text(json.dumps(parameters(patient(["Kasimir"], people.name, people.born + timedelta(days=1), "male"),
+                                          people.card("FAMA"))))
+    done = subprocess.run([sys.executable, "-m", "sidecar", "match", "explain", "--request", str(body)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "SIDECAR_UPSTREAM_URL": hapi.base_url})
+    assert done.returncode == 0, done.stderr
+    assert "decision: not-found" in done.stdout
+    assert f"Patient/{people.ids['zoltar']}: kasimir / {people.name.lower()}" in done.stdout
+    assert "member_id   other_subscription  -12.00" in done.stdout
+    assert f"best: Patient/{people.ids['zoltar']}, total 10.00 < threshold 20" in done.stdout

@@ -480,3 +480,14 @@ def test_someone_with_a_twin_here_is_not_matched_on_a_first_name_that_only_nearl
     assert decide(list(SCORER.score_candidates(request, twins()).items()), *BARS).outcome == "multiple-matches"
     alone = {"anna": twins()["anna"]}
     assert decide(list(SCORER.score_candidates(request, alone).items()), *BARS).outcome == "match"
+
+
+def test_a_stolen_ssn_and_address_under_another_name_without_a_birth_date_is_refused():
+    """Why issue 19's looser setting (threshold 10, individual minimum 6) was not adopted: it matches this."""
+    victim = person(["Mary"], "Jones", identifier=[{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123456789"}],
+                    address=[{"line": ["1 Elm St"], "postalCode": "62704"}], at_payer=True)
+    thief = person_of({"name": [{"family": "Brown", "given": ["Kevin"]}],
+                       "identifier": [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123456789"}],
+                       "address": [{"line": ["1 Elm St"], "postalCode": "62704"}]}, [], False)
+    assert decide([("victim", SCORER.score(thief, victim))], *BARS).outcome == "not-found"
+    assert decide([("victim", SCORER.score(thief, victim))], 10, 6, 6).outcome == "match"

@@ -115,7 +115,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     weights = load_weights(Path(settings.match_weights_file) if settings.match_weights_file else None)
     roster_names = RosterNames(upstream, settings.match_name_frequency_seconds)
     member_match = MemberMatch(settings, upstream, store, directory,
-                               Scorer(weights, load_nicknames(), roster_names.frequencies))
+                               Scorer(weights, load_nicknames(), roster_names.frequencies), roster_names)
     capability.contributors.append(advertise_member_match)
     runner = JobRunner(settings, store)
     job_handlers = JobHandlers(settings, store, runner)
@@ -141,7 +141,6 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         await audit.start()
         audit.record(AuditRecord("server", "started", detail={"public_url": settings.public_url}))
         await runner.start()
-        roster_names.start()
         log_flusher = asyncio.create_task(flush_every(LOG_FLUSH_SECONDS), name="log-flush")
         yield
         log_flusher.cancel()

@@ -69,7 +69,8 @@ class NameFrequencies:
 
 
 class RosterNames:
-    """The table above, refreshed from HAPI in the background every `interval` seconds."""
+    """The table above, refreshed from HAPI in the background every `interval` seconds from the first `start`
+    (the first `$member-match`): until that first read completes, no name weighs less."""
 
     def __init__(self, upstream: HapiClient, interval: float) -> None:
         self.upstream = upstream
@@ -109,7 +110,9 @@ class RosterNames:
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="roster-names")
+        """Start refreshing in the background, unless already started."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="roster-names")
 
     async def close(self) -> None:
         if self._task is not None:

@@ -29,6 +29,7 @@ from sidecar.matching import throttle
 from sidecar.matching.candidates import CandidateSource
 from sidecar.matching.consent import ConsentTerms, evaluate
 from sidecar.matching.matcher import Matcher
+from sidecar.matching.name_frequency import RosterNames
 from sidecar.matching.person import person_of
 from sidecar.matching.scoring import Scorer, Verdict
 from sidecar.store.db import Store
@@ -161,12 +162,13 @@ def consent_to_store(consent: dict, patient_id: str, organization: str) -> dict:
 
 class MemberMatch:
     def __init__(self, settings: Settings, upstream: HapiClient, store: Store, directory: Directory,
-                 scorer: Scorer) -> None:
+                 scorer: Scorer, roster_names: RosterNames | None = None) -> None:
         self.settings = settings
         self.upstream = upstream
         self.store = store
         self.directory = directory
         self.matcher = Matcher(settings, scorer, CandidateSource(upstream))
+        self.roster_names = roster_names
         self.candidates = self.matcher.candidates
         self.payer = frozenset(p.strip() for p in settings.payer_identifiers.split(",") if p.strip())
         self.limits = throttle.ThrottleSettings(settings.match_window_seconds, settings.match_card_variants,
@@ -209,6 +211,8 @@ class MemberMatch:
         terms = self._consent_terms(match_request, caller, consent_required)
         if isinstance(terms, str):
             return Resolution("consent", reason=terms)
+        if self.roster_names is not None:
+            self.roster_names.start()  # the roster's names are read once matching is asked for, not at every start
         person = person_of(match_request.patient, [match_request.coverage], False)
         card = "|".join(sorted(person.card_ids))
         client_id = caller.client.client_id

@@ -21,6 +21,8 @@ the independence that Fellegi–Sunter assumes:
   gender are a twin's too);
 - an SSN one off in its last digit is no individual evidence between people born the same day whose first names
   do not agree: twins were often given consecutive numbers;
+- generational suffixes that differ (Jr against Sr, II against III) say another generation of one family, whatever
+  else agrees; one that agrees adds nothing (a father and son may both be recorded without one);
 - a changed surname costs little, so strong other evidence carries it, and a name typed in the other name's place
   (given for family, family for given, or both) agrees there;
 - a card this payer knows as someone else's (another Patient carries it, this candidate does not) is evidence
@@ -59,10 +61,11 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "address": {"street": 9.0, "locality": 5.0, "disagree": -2.0},
     "phone": {"agree": 8.0, "disagree": -1.0},
     "member_id": {"agree": 10.0, "subscriber": 10.0, "disagree": -2.0, "other_subscription": -12.0},
+    "suffix": {"agree": 0.0, "disagree": -12.0},
 }
 # What tells one person from another in the same household. Family name, address, phone and the subscriber id are
 # shared by spouses, children and twins, so however much they add, a match also needs these to agree on their own.
-DEMOGRAPHIC_FIELDS = ("birth_date", "given", "gender")
+DEMOGRAPHIC_FIELDS = ("birth_date", "given", "gender", "suffix")
 
 
 def load_nicknames(path: Path = NICKNAMES_FILE) -> dict[str, frozenset[str]]:
@@ -213,7 +216,7 @@ def _individual_fields(levels: dict[str, str], request: Person, candidate: Perso
                        shared: frozenset[str]) -> list[str]:
     """The fields whose weights make up the individual evidence."""
     # Without a first name to compare, birth date and gender are what twins share: only numbers tell them apart.
-    fields = list(DEMOGRAPHIC_FIELDS) if "given" in levels else []
+    fields = list(DEMOGRAPHIC_FIELDS) if "given" in levels else ["suffix"]
     if levels.get("given") == "disagree" and levels.get("birth_date") == "disagree":
         return fields  # someone else, whatever numbers were copied onto their record
     if not _ssn_tells_nobody_apart(levels, request, candidate, shared):
@@ -288,6 +291,8 @@ class Scorer:
             if levels["given"] in _NAMES_DIFFER and request.family and \
                     _names_alike(_family_forms(request), _given_forms(candidate)):
                 levels["given"] = "swapped"
+        if request.generation and candidate.generation:
+            levels["suffix"] = "agree" if request.generation == candidate.generation else "disagree"
         if request.gender and candidate.gender:
             levels["gender"] = "agree" if request.gender == candidate.gender else "disagree"
         if request.phones and candidate.phones:

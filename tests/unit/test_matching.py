@@ -491,3 +491,26 @@ def test_a_stolen_ssn_and_address_under_another_name_without_a_birth_date_is_ref
                        "address": [{"line": ["1 Elm St"], "postalCode": "62704"}]}, [], False)
     assert decide([("victim", SCORER.score(thief, victim))], *BARS).outcome == "not-found"
     assert decide([("victim", SCORER.score(thief, victim))], 10, 6, 6).outcome == "match"
+
+
+def smith(name: dict, birth: str, at_payer: bool):
+    return person_of({"name": [{"family": "Smith", "given": ["John"], **name}], "birthDate": birth, "gender": "male",
+                      "address": [{"line": ["12 Oak St"], "postalCode": "62704"}]}, [], at_payer)
+
+
+@pytest.mark.parametrize("requested, stored", [
+    ({"given": ["John", "Sr"]}, {"family": "Smith Jr"}), ({"suffix": ["II"]}, {"suffix": ["III"]}),
+    ({"suffix": ["Senior"]}, {"suffix": ["Jr."]}),
+])
+def test_a_different_generational_suffix_is_another_member_of_the_family(requested, stored):
+    """A father asking, his son covered: birth years one digit apart, everything else agreeing."""
+    score = SCORER.score(smith(requested, "1970-03-04", False), smith(stored, "1990-03-04", True))
+    assert score.contributions["suffix"] == ("disagree", -12.0)
+    assert decide([("son", score)], *BARS).outcome == "not-found"
+
+
+def test_the_same_suffix_however_spelled_agrees():
+    score = SCORER.score(smith({"suffix": ["Junior"]}, "1990-03-04", False),
+                         smith({"family": "Smith Jr"}, "1990-03-04", True))
+    assert score.contributions["suffix"] == ("agree", 0.0)
+    assert decide([("son", score)], *BARS).outcome == "match"

@@ -6,11 +6,14 @@ building, scorer (SSN sharing among candidates included) and decision, with cand
 memory: birth date ±1 day and swapped, card, SSN, and only when those give no match, the operation's name searches
 (`candidates.name_searches`: names as typed, typed in each other's place, family-name prefixes with the initial),
 each a family-name prefix with a given-name prefix as HAPI's string search matches. The Patients carrying the card
-are its holders, as the operation's card search finds them. It is an approximation for tuning, not a measurement: on the shipped defaults it agrees with the
-real bench to within 0.002 recall, and a chosen setting must still be confirmed there. Beside FEBRL it prints the
-household false matches of bench/household_matches.py under the same setting, which FEBRL cannot show.
+are its holders, as the operation's card search finds them; the roster's name frequencies are counted from A, as
+the operation counts them in HAPI. It is an approximation for tuning, not a measurement: on the shipped defaults
+it agreed with the real bench to within 0.002 recall, and a chosen setting must still be confirmed there. Beside
+FEBRL it prints the household false matches of bench/household_matches.py under the same setting, which FEBRL
+cannot show.
 
-    .venv/bin/python bench/match_sweep.py [--weights file.json] [--threshold 20] [--margin 6] [--individual-minimum 8]
+    .venv/bin/python bench/match_sweep.py [--weights file.json] [--threshold 20] [--margin 6]
+                                          [--individual-minimum 8] [--no-name-frequencies]
 """
 from __future__ import annotations
 

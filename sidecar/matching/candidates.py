@@ -10,9 +10,9 @@ accents, matches names that start with the value, and is much slower), for birth
 the family name tokens with the first given name (`Patient?family=…&given=…`); the same names typed in each other's
 place (`family=<given>&given=<family>`); and, for a surname typo the first two miss, the first three letters of each
 family token with the first given name's initial. Each block is capped. The Patients the card searches found are
-the card's holders at this payer: to any other candidate, the card is someone else's (see `scoring.py`). Coverages (for the subscriber id) are fetched only for the
-candidates a card agreement could still carry over the threshold (see `operation.py`). Because candidates
-come from HAPI at request time, a member added or changed in HAPI is matchable at once: there is no index to
+the card's holders at this payer: to any other candidate, the card is someone else's (see `scoring.py`). Coverages
+(for the subscriber id) are fetched only for the candidates a card agreement could still carry over the threshold
+(see `matcher.py`). Because candidates come from HAPI at request time, a member added or changed in HAPI is matchable at once: there is no index to
 keep in step (the choice asked for in issue 5; HAPI's own search indexes on birthdate, family and identifier do
 the blocking).
 """

@@ -36,8 +36,8 @@ the independence that Fellegi–Sunter assumes:
 from __future__ import annotations
 
 import json
-from collections import Counter
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -334,17 +334,17 @@ class Verdict:
 _GIVEN_NEAR = frozenset({"nickname", "close", "middle", "initial", "similar"})
 
 
-def _named_sibling(one: Score, other: Score) -> bool:
-    """`one` is named exactly where `other`, a sibling under the same subscription, is only named nearly."""
-    return bool(one.subscriptions & other.subscriptions) and one.contributions.get("given", ("",))[0] == "exact" \
-        and other.contributions.get("given", ("",))[0] in _GIVEN_NEAR
+def _given(score: Score) -> str:
+    return score.contributions.get("given", ("",))[0]
 
 
 def outranked_siblings(scored: list[tuple[str, Score]]) -> list[tuple[str, Score]]:
     """The candidates left once each sibling whose first name only nearly agrees is set aside for one under the same
     subscription whose first name agrees exactly: twins Ana and Anna, a request naming Anna is not about Ana."""
-    return [(key, score) for key, score in scored
-            if not any(_named_sibling(other, score) for _, other in scored)]
+    named = frozenset().union(*(score.subscriptions for _, score in scored if _given(score) == "exact"))
+    if not named:
+        return scored
+    return [(key, score) for key, score in scored if not (_given(score) in _GIVEN_NEAR and score.subscriptions & named)]
 
 
 def twin_named_nearly(best: Score, scored: list[tuple[str, Score]]) -> bool:

@@ -113,6 +113,8 @@ def _birth_date_level(a: date, b: date) -> str:
         return "one_day"
     if a.year == b.year and a.month == b.day and a.day == b.month:
         return "transposed"
+    if abs(a.year - b.year) >= 10:
+        return "disagree"  # 1960 and 1980 differ in one digit, but a decade or more apart is another generation
     return "one_digit" if _one_typo(a.strftime("%Y%m%d"), b.strftime("%Y%m%d")) else "disagree"
 
 

@@ -514,3 +514,12 @@ def test_the_same_suffix_however_spelled_agrees():
                          smith({"family": "Smith Jr"}, "1990-03-04", True))
     assert score.contributions["suffix"] == ("agree", 0.0)
     assert decide([("son", score)], *BARS).outcome == "match"
+
+
+def test_a_father_asking_is_not_his_son_born_on_his_birthday_twenty_years_on():
+    """1960 and 1980 differ in one digit, but a birth date ten years or more away is another generation."""
+    assert level("birth_date", person(["Robert"], "King", "1960-05-05"), person(["Robert"], "King", "1980-05-05")) \
+        == "disagree"
+    son = person(["Robert"], "King", "1980-05-05", "male", at_payer=True, address=[{"postalCode": "62704"}])
+    father = person(["Robert"], "King", "1960-05-05", "male", address=[{"postalCode": "62704"}])
+    assert decide([("son", SCORER.score(father, son))], *BARS).outcome == "not-found"

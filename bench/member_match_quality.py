@@ -19,11 +19,12 @@ roster's Patient. Every B record is then sent as a new payer would send it:
 A B record's missing name parts are left out and an invalid birth date is omitted (the sidecar matches such a
 request on what it has, and answers 400 only when there is no name at all, which counts as a non-match). Per
 pass the script prints requests, answers by kind, matches, true and false matches, precision, recall (against the
-true links whose A record is in the roster), the ceiling (share of those B records with a name) and the bar: zero false
-matches, recall >= 0.99 without member ids and >= 0.998 with them. For false matches and a sample of misses it
-prints B beside the A record and the field levels the product's own scorer gives the pair, and it counts the
-misses by what the true pair looks like (`looks_like`): twins, a Jr and his father, no first name, someone else
-carrying the member's numbers, the requests issue 5 requires refused.
+true links whose A record is in the roster), the ceiling (share of those B records with a name) and the bar of issue
+19: zero false matches, recall >= 0.986 in the open world, >= 0.9858 closed without member ids, >= 0.99 with
+them. For false matches and a sample of misses it prints B beside the A record and the field levels the
+product's own scorer gives the pair, and it counts the misses by what the true pair looks like (`looks_like`):
+twins, a Jr and his father, no first name, someone else carrying the member's numbers, the requests issue 5
+requires refused.
 
 Requests run at concurrency 4, one registered client per pass. The sidecar runs with
 `SIDECAR_MATCH_FAILURE_RATE=1.0` and `SIDECAR_MATCH_FAILURE_FLOOR=1000000`, so the brute-force throttle (which
@@ -307,7 +308,7 @@ def summarize(result: PassResult, links: dict[str, str], b: dict[str, Record]) -
     precision = true / len(result.matched) if result.matched else 1.0
     recall = true / len(result.eligible) if result.eligible else 1.0
     ceiling = sum(answerable(b[b_id]) for b_id in result.eligible) / max(len(result.eligible), 1)
-    target = 0.998 if result.with_cards else 0.99
+    target = 0.99 if result.with_cards else 0.986 if result.name.startswith("(c)") else 0.9858
     met = false == 0 and recall >= target
     print(f"\n{result.name}: {len(result.results)} requests in {result.elapsed:.1f}s "
           f"({len(result.results) / result.elapsed:.1f}/s); answers {dict(sorted(outcomes.items()))}")

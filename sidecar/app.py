@@ -38,6 +38,7 @@ from sidecar.jobs.runner import JobRunner
 from sidecar.matching.bulk import BulkMemberMatch, advertise_bulk_member_match
 from sidecar.matching.groups import PartnerGroups
 from sidecar.matching.operation import MemberMatch, advertise_member_match
+from sidecar.matching.name_frequency import RosterNames
 from sidecar.matching.scoring import Scorer, load_nicknames, load_weights
 from sidecar.members.pages import MemberPages
 from sidecar.provenance.transmitter import payer_reference
@@ -113,8 +114,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
                            settings.public_fhir_base, payer_reference(settings))
     proxy = ProxyHandler(upstream, url_map, reader)
     weights = load_weights(Path(settings.match_weights_file) if settings.match_weights_file else None)
-    scorer = Scorer(weights, load_nicknames())
-    member_match = MemberMatch(settings, upstream, store, directory, scorer)
+    roster_names = RosterNames(upstream, settings.match_name_frequency_seconds)
+    scorer = Scorer(weights, load_nicknames(), roster_names.frequencies)
+    member_match = MemberMatch(settings, upstream, store, directory, scorer, roster_names)
     capability.contributors.append(advertise_member_match)
     runner = JobRunner(settings, store)
     job_handlers = JobHandlers(settings, store, runner)
@@ -143,6 +145,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         log_flusher = asyncio.create_task(flush_every(LOG_FLUSH_SECONDS), name="log-flush")
         yield
         log_flusher.cancel()
+        await roster_names.close()
         await runner.close()
         await directory.close()
         await audit.close()

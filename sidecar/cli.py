@@ -27,6 +27,7 @@ from sidecar.client.smart import ClientKey, TokenRequestFailed, load_private_key
 from sidecar.config import ConfigError, load_settings
 from sidecar.conformance.command import add_parser as add_conformance_parser
 from sidecar.store.clients import Client, ClientError, add_client, all_clients, get_client, set_enabled
+from sidecar.matching import explain as match_explain
 from sidecar.matching.revocation import inactivate_consent
 from sidecar.reports import clocks
 from sidecar.store.db import Store
@@ -353,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--profile", action="append",
                           help="profile URL to validate against (repeatable; default: each resource's meta.profile)")
     validate.set_defaults(run=_validate)
+    match_explain.add_parser(commands, common)
 
     add_conformance_parser(commands, common)
     clocks.add_parser(commands, common)

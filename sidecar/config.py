@@ -52,6 +52,7 @@ class Settings:
     match_margin: float = 6.0
     match_individual_minimum: float = 8.0
     match_weights_file: str = ""
+    match_name_frequency_seconds: float = 60.0
     match_window_seconds: float = 3600.0
     match_card_variants: int = 3
     match_failure_floor: int = 20
@@ -114,8 +115,10 @@ class Settings:
             raise ConfigError("lookback_years must be between 1 and 100")
         if not 1 <= self.prior_auth_months <= 120:
             raise ConfigError("prior_auth_months must be between 1 and 120")
-        if self.match_margin < 0 or self.match_window_seconds <= 0 or self.match_card_variants < 1:
-            raise ConfigError("match_margin, match_window_seconds and match_card_variants must be positive")
+        if self.match_margin < 0 or self.match_window_seconds <= 0 or self.match_card_variants < 1 \
+                or self.match_name_frequency_seconds <= 0:
+            raise ConfigError("match_margin, match_window_seconds, match_card_variants and match_name_frequency_seconds "
+                              "must be positive")
         if not 0 < self.match_failure_rate <= 1:
             raise ConfigError("match_failure_rate must be in (0, 1]")
         if self.job_concurrency < 1 or self.bulk_match_concurrency < 1 or self.export_retention_seconds <= 0:

@@ -5,11 +5,14 @@ First, together:
 - the card: `Coverage?identifier=` and `Patient?identifier=` with the numbers as sent and normalised (R4 has no
   search parameter on `Coverage.subscriberId`; the subscriber id still counts in the score);
 - the SSN (not a last four alone) as a us-ssn `Patient.identifier`.
-Then, only if those give no confident match: the family name tokens with the first given name
-(`Patient?family=…&given=…`; HAPI's string search ignores case and accents, and is much slower), for birth dates
-mistyped beyond the variants. Each block is capped. Coverages (for the subscriber id) are fetched only for the
-candidates a card agreement could still carry over the threshold (see `operation.py`). Because candidates
-come from HAPI at request time, a member added or changed in HAPI is matchable at once: there is no index to
+Then, only if those give no confident match, three string searches together (HAPI's string search ignores case and
+accents, matches names that start with the value, and is much slower), for birth dates mistyped beyond the variants:
+the family name tokens with the first given name (`Patient?family=…&given=…`); the same names typed in each other's
+place (`family=<given>&given=<family>`); and, for a surname typo the first two miss, the first three letters of each
+family token with the first given name's initial. Each block is capped. The Patients the card searches found are
+the card's holders at this payer: to any other candidate, the card is someone else's (see `scoring.py`). Coverages
+(for the subscriber id) are fetched only for the candidates a card agreement could still carry over the threshold
+(see `matcher.py`). Because candidates come from HAPI at request time, a member added or changed in HAPI is matchable at once: there is no index to
 keep in step (the choice asked for in issue 5; HAPI's own search indexes on birthdate, family and identifier do
 the blocking).
 """
@@ -22,8 +25,8 @@ from sidecar.matching.person import SSN_SYSTEM, Person, member_id
 from sidecar.hapi.client import HapiClient
 
 BLOCK_SIZE = 200
-
-
+# Letters of a family name the typo search keeps: a typo after them is still found.
+PREFIX_LETTERS = 3
 
 
 def birth_date_searches(birth_date: date) -> list[list[tuple[str, str]]]:
@@ -60,22 +63,28 @@ class CandidateSource:
     def __init__(self, upstream: HapiClient) -> None:
         self.upstream = upstream
 
-    async def _gather(self, searches: list[tuple[str, list[tuple[str, str]]]], patients: dict[str, dict]) -> None:
+    async def _gather(self, searches: list[tuple[str, list[tuple[str, str]]]],
+                      patients: dict[str, dict]) -> list[set[str]]:
+        """Adds what the searches find to `patients`; the Patient ids each search found (a Coverage's beneficiary)."""
         results = await asyncio.gather(*(self.upstream.search(t, [*p, ("_count", str(BLOCK_SIZE))])
                                          for t, p in searches))
-        beneficiaries: set[str] = set()
+        found_by: list[set[str]] = []
         for (resource_type, _), found in zip(searches, results):
+            ids: set[str] = set()
             for resource in found:
                 if resource_type == "Patient":
                     patients[resource["id"]] = resource
+                    ids.add(resource["id"])
                 else:
                     ref = (resource.get("beneficiary") or {}).get("reference", "")
                     if ref.startswith("Patient/"):
-                        beneficiaries.add(ref.split("/")[1])
-        missing = sorted(beneficiaries - patients.keys())
+                        ids.add(ref.split("/")[1])
+            found_by.append(ids)
+        missing = sorted(set().union(*found_by) - patients.keys())
         if missing:
             for patient in await self.upstream.by_ids("Patient", missing):
                 patients[patient["id"]] = patient
+        return found_by
 
     async def coverages(self, patient_ids: list[str]) -> dict[str, list[dict]]:
         """Each candidate's Coverages (as beneficiary), in one search."""
@@ -89,29 +98,41 @@ class CandidateSource:
                     coverages[ref[8:]].append(coverage)
         return coverages
 
-    async def first_blocks(self, request: Person, raw_card_ids: list[str]) -> dict[str, dict]:
-        """Birth-date variants, the card and the SSN: cheap, indexed, and enough for almost every request."""
-        searches: list[tuple[str, list[tuple[str, str]]]] = []
+    async def first_blocks(self, request: Person, raw_card_ids: list[str]) -> tuple[dict[str, dict], frozenset[str]]:
+        """Birth-date variants, the card and the SSN: cheap, indexed, and enough for almost every request. Also the
+        ids of the Patients carrying the card here."""
+        cards = card_values(request, raw_card_ids)
+        card_searches = [("Patient", [("identifier", ",".join(cards))]),
+                         ("Coverage", [("identifier", ",".join(cards))])] if cards else []
+        searches: list[tuple[str, list[tuple[str, str]]]] = list(card_searches)
         if request.birth_date:
             searches += [("Patient", params) for params in birth_date_searches(request.birth_date)]
-        cards = card_values(request, raw_card_ids)
-        if cards:
-            searches.append(("Patient", [("identifier", ",".join(cards))]))
-            searches.append(("Coverage", [("identifier", ",".join(cards))]))
         if ssns := ssn_values(request.ssn):
             searches.append(("Patient", [("identifier", ",".join(ssns))]))
         patients: dict[str, dict] = {}
-        await self._gather(searches, patients)
-        return patients
+        found_by = await self._gather(searches, patients)
+        return patients, frozenset().union(*found_by[:len(card_searches)])
 
     async def name_block(self, request: Person, known: dict[str, dict]) -> dict[str, dict]:
-        """Family-name tokens with the first given name: for birth dates mistyped beyond the variants. HAPI's
-        string search is the slow one, so it runs only when the first blocks found no confident match."""
+        """The name searches (`name_searches`): for birth dates mistyped beyond the variants. HAPI's string search
+        is the slow one, so they run only when the first blocks found no confident match."""
         patients = dict(known)
-        if request.family_tokens and request.given:
-            await self._gather([("Patient", [("family", ",".join(sorted(request.family_tokens))),
-                                             ("given", request.given)])], patients)
+        await self._gather([("Patient", params) for params in name_searches(request)], patients)
         return patients
+
+
+def name_searches(request: Person) -> list[list[tuple[str, str]]]:
+    """Family-name tokens with the first given name; the two typed in each other's place; family-name prefixes with
+    the given name's initial (a surname typo past the first letters)."""
+    tokens = sorted(request.family_tokens)
+    if not (tokens and request.given):
+        return []
+    prefixes = sorted({token[:PREFIX_LETTERS] for token in tokens})
+    searches = [[("family", ",".join(tokens)), ("given", request.given)],
+                [("family", request.given), ("given", ",".join(tokens))]]
+    if prefixes != tokens:
+        searches.append([("family", ",".join(prefixes)), ("given", request.given[0])])
+    return searches
 
 
 def raw_card_ids(coverage: dict) -> list[str]:

@@ -26,10 +26,12 @@ from sidecar.fhir.body import BodyTooLarge, read_limited
 from sidecar.fhir.outcome import fhir_json_response, outcome_response
 from sidecar.hapi.client import HapiClient
 from sidecar.matching import throttle
-from sidecar.matching.candidates import CandidateSource, raw_card_ids
+from sidecar.matching.candidates import CandidateSource
 from sidecar.matching.consent import ConsentTerms, evaluate
-from sidecar.matching.person import Person, person_of
-from sidecar.matching.scoring import SSN_AGREES, Score, Scorer, Verdict, decide
+from sidecar.matching.matcher import Matcher
+from sidecar.matching.name_frequency import RosterNames
+from sidecar.matching.person import person_of
+from sidecar.matching.scoring import Scorer, Verdict
 from sidecar.store.db import Store
 from sidecar.store.grants import Grant, add_grant
 
@@ -160,13 +162,14 @@ def consent_to_store(consent: dict, patient_id: str, organization: str) -> dict:
 
 class MemberMatch:
     def __init__(self, settings: Settings, upstream: HapiClient, store: Store, directory: Directory,
-                 scorer: Scorer) -> None:
+                 scorer: Scorer, roster_names: RosterNames | None = None) -> None:
         self.settings = settings
         self.upstream = upstream
         self.store = store
         self.directory = directory
-        self.scorer = scorer
-        self.candidates = CandidateSource(upstream)
+        self.matcher = Matcher(settings, scorer, CandidateSource(upstream))
+        self.roster_names = roster_names
+        self.candidates = self.matcher.candidates
         self.payer = frozenset(p.strip() for p in settings.payer_identifiers.split(",") if p.strip())
         self.limits = throttle.ThrottleSettings(settings.match_window_seconds, settings.match_card_variants,
                                                 settings.match_failure_floor, settings.match_failure_rate)
@@ -208,6 +211,8 @@ class MemberMatch:
         terms = self._consent_terms(match_request, caller, consent_required)
         if isinstance(terms, str):
             return Resolution("consent", reason=terms)
+        if self.roster_names is not None:
+            self.roster_names.start()  # the roster's names are read once matching is asked for, not at every start
         person = person_of(match_request.patient, [match_request.coverage], False)
         card = "|".join(sorted(person.card_ids))
         client_id = caller.client.client_id
@@ -215,7 +220,8 @@ class MemberMatch:
                                         person.demographics_key, card)
         if too_many:
             return Resolution("throttled", reason=too_many)
-        verdict, patients, coverages = await self._match(person, match_request.coverage)
+        found = await self.matcher.match(person, match_request.coverage)
+        verdict, patients, coverages = found.verdict, found.patients, found.coverages
         await self.store.run(throttle.record, self.store, client_id, person.demographics_key, card, verdict.outcome)
         explanation = _explain(verdict)
         if verdict.outcome != "match" or verdict.best is None:
@@ -243,44 +249,6 @@ class MemberMatch:
             return None
         return evaluate(match_request.consent, datetime.now(timezone.utc), self.payer, caller.client.organization,
                         self.settings.timezone)
-
-    async def _match(self, person: Person, coverage: dict) -> tuple[Verdict, dict[str, dict], dict[str, list[dict]]]:
-        patients = await self.candidates.first_blocks(person, raw_card_ids(coverage))
-        verdict, coverages = await self._verdict(person, patients)
-        if verdict.outcome != "match":
-            patients = await self.candidates.name_block(person, patients)
-            verdict, coverages = await self._verdict(person, patients)
-        return verdict, patients, coverages
-
-    async def _verdict(self, person: Person, patients: dict[str, dict]) -> tuple[Verdict, dict[str, list[dict]]]:
-        """Score on the Patients alone, then fetch Coverages only for the candidates they could change the decision
-        for, those within the margin of the threshold: with a card in the request, its agreement (subscriber ids,
-        member numbers) could lift them there; without, an agreeing SSN counts only if it is not on a dependent's
-        record (Coverage.relationship)."""
-        loop = asyncio.get_running_loop()
-        coverages: dict[str, list[dict]] = {pid: [] for pid in patients}
-
-        def score_all() -> dict[str, Score]:
-            # The SSN search brings every Patient carrying the request's SSN, so a shared one is seen as shared.
-            return self.scorer.score_candidates(person, {pid: person_of(patient, coverages[pid], True)
-                                                         for pid, patient in patients.items()})
-
-        card_weight = max(self.scorer.weights["member_id"][level] for level in ("agree", "subscriber"))
-        floor = self.settings.match_threshold - self.settings.match_margin
-
-        def coverages_matter(score: Score) -> bool:
-            if person.card_ids:
-                return score.total - score.contributions.get("member_id", ("", 0.0))[1] + card_weight >= floor
-            return score.contributions.get("ssn", ("", 0.0))[0] in SSN_AGREES and score.total >= floor
-
-        scores = await loop.run_in_executor(None, score_all)
-        worth = sorted(pid for pid, score in scores.items() if coverages_matter(score))
-        if worth:
-            coverages.update(await self.candidates.coverages(worth))
-            scores = await loop.run_in_executor(None, score_all)
-        verdict = decide(list(scores.items()), self.settings.match_threshold, self.settings.match_margin,
-                         self.settings.match_individual_minimum)
-        return verdict, coverages
 
     async def _grant(self, caller: Caller, patient_id: str, consent: dict, terms: ConsentTerms) -> None:
         organization = caller.client.organization

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import date
 
 SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "v", "2nd", "3rd", "junior", "senior"})
+# Each generational suffix in one spelling.
+GENERATIONS = {"junior": "jr", "senior": "sr", "2nd": "ii", "3rd": "iii"}
 SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
 _NOT_LETTERS = re.compile(r"[^a-z ]+")
 _NOT_DIGITS = re.compile(r"\D+")
@@ -58,6 +60,7 @@ class Person:
                                     # the Patient's identifiers)
     subscriber_ids: frozenset[str]  # Coverage.subscriberId: the subscription's, on every dependent's card too
     dependent: bool                 # at this payer: covered as someone's spouse, child… (Coverage.relationship)
+    generation: str | None = None   # the generational suffix (jr, sr, ii, iii…), wherever in the name it was typed
 
     @property
     def card_ids(self) -> frozenset[str]:
@@ -73,7 +76,7 @@ class Person:
         return "|".join([self.given, " ".join(self.family), self.birth_date.isoformat() if self.birth_date else ""])
 
 
-def _names(patient: dict) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+def names_of(patient: dict) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     names = [n for n in patient.get("name") or () if isinstance(n, dict)]
     names.sort(key=lambda n: {"official": 0, "usual": 1}.get(n.get("use"), 2))
     given: list[str] = []
@@ -86,6 +89,18 @@ def _names(patient: dict) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         if surname and surname not in family:
             family.append(surname)
     return (given[0] if given else ""), tuple(given[1:]), tuple(family)
+
+
+def generation_of(patient: dict) -> str | None:
+    """The first generational suffix in the Patient's names: `suffix`, or typed into the given or family name."""
+    for name in patient.get("name") or ():
+        if not isinstance(name, dict):
+            continue
+        parts = [*(name.get("suffix") or ()), *(name.get("given") or ()), name.get("family")]
+        for word in (w for part in parts for w in fold(part).split()):
+            if word in SUFFIXES:
+                return GENERATIONS.get(word, word)
+    return None
 
 
 def _ssn(identifiers: list) -> str | None:
@@ -120,7 +135,7 @@ def _subscriber_ids(coverages: list[dict]) -> frozenset[str]:
 def person_of(patient: dict, coverages: list[dict], patient_ids_are_card_ids: bool) -> Person:
     """`patient_ids_are_card_ids`: at this payer a Patient's own identifiers are its member ids; in a request they
     are the new payer's, so only the CoverageToMatch is card data."""
-    given, middle, family = _names(patient)
+    given, middle, family = names_of(patient)
     identifiers = [i for i in patient.get("identifier") or () if isinstance(i, dict)]
     ssn = _ssn(identifiers)
     ids = _member_numbers(coverages)
@@ -136,4 +151,5 @@ def person_of(patient: dict, coverages: list[dict], patient_ids_are_card_ids: bo
     return Person(given, middle, family, parse_birth_date(patient.get("birthDate")),
                   GENDERS.get(str(patient.get("gender", "")).lower()), postal, phones,
                   fold(lines[0]) if lines else None, fold(first.get("city")) or None, ssn, frozenset(ids),
-                  _subscriber_ids(coverages), patient_ids_are_card_ids and _dependent(coverages))
+                  _subscriber_ids(coverages), patient_ids_are_card_ids and _dependent(coverages),
+                  generation_of(patient))

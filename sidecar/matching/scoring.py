@@ -21,12 +21,22 @@ the independence that Fellegi–Sunter assumes:
   gender are a twin's too);
 - an SSN one off in its last digit is no individual evidence between people born the same day whose first names
   do not agree: twins were often given consecutive numbers;
+- generational suffixes that differ (Jr against Sr, II against III) say another generation of one family, whatever
+  else agrees; one that agrees adds nothing (a father and son may both be recorded without one);
 - a changed surname costs little, so strong other evidence carries it, and a name typed in the other name's place
-  (given for family, family for given, or both) agrees there.
+  (given for family, family for given, or both) agrees there;
+- a card this payer knows as someone else's (another Patient carries it, this candidate does not) is evidence
+  against (`member_id=other_subscription`), not neutral: the request names a subscription this candidate is not on;
+- agreement on a name many of this payer's members carry weighs less than on a rare one (term frequency, from
+  `NameFrequencies`): the adjustment only ever lowers a weight, the same for every candidate agreeing on that name;
+- between siblings under one subscription, the one whose first name agrees exactly outranks those whose first
+  name only nearly agrees (twins Ana and Anna): the request names the other one (`decide`); and someone with a
+  twin here (born the same day, same family name) is never matched on a first name that only nearly agrees.
 """
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -36,6 +46,7 @@ from pathlib import Path
 from rapidfuzz.distance import JaroWinkler
 
 from sidecar.config import ConfigError
+from sidecar.matching.name_frequency import NameFrequencies
 from sidecar.matching.person import Person, fold
 
 NICKNAMES_FILE = Path(__file__).parent / "data" / "nicknames.json"
@@ -49,11 +60,12 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "ssn": {"agree": 16.0, "one_digit": 10.0, "last_four": 8.0, "disagree": -6.0},
     "address": {"street": 9.0, "locality": 5.0, "disagree": -2.0},
     "phone": {"agree": 8.0, "disagree": -1.0},
-    "member_id": {"agree": 10.0, "subscriber": 10.0, "disagree": -2.0},
+    "member_id": {"agree": 10.0, "subscriber": 10.0, "disagree": -2.0, "other_subscription": -12.0},
+    "suffix": {"agree": 0.0, "disagree": -12.0},
 }
 # What tells one person from another in the same household. Family name, address, phone and the subscriber id are
 # shared by spouses, children and twins, so however much they add, a match also needs these to agree on their own.
-DEMOGRAPHIC_FIELDS = ("birth_date", "given", "gender")
+DEMOGRAPHIC_FIELDS = ("birth_date", "given", "gender", "suffix")
 
 
 def load_nicknames(path: Path = NICKNAMES_FILE) -> dict[str, frozenset[str]]:
@@ -88,6 +100,10 @@ class Score:
     individual: float
     contributions: dict[str, tuple[str, float]]
     """field → (agreement level, weight added)"""
+    subscriptions: frozenset[str] = frozenset()
+    """the candidate's subscriber ids at this payer (who its siblings are)"""
+    twin_key: tuple | None = None
+    """birth date and family-name tokens: candidates sharing them, under other first names, may be twins"""
 
 
 def _birth_date_level(a: date, b: date) -> str:
@@ -97,6 +113,8 @@ def _birth_date_level(a: date, b: date) -> str:
         return "one_day"
     if a.year == b.year and a.month == b.day and a.day == b.month:
         return "transposed"
+    if abs(a.year - b.year) >= 10:
+        return "disagree"  # 1960 and 1980 differ in one digit, but a decade or more apart is another generation
     return "one_digit" if _one_typo(a.strftime("%Y%m%d"), b.strftime("%Y%m%d")) else "disagree"
 
 
@@ -182,21 +200,25 @@ def _family_forms(person: Person) -> tuple[str, ...]:
     return (*person.family, *person.family_tokens)
 
 
-def _card_level(request: Person, candidate: Person) -> str:
+def _card_level(request: Person, candidate: Person, someone_elses: bool) -> str:
     """`agree`: the request's member number is this person's own (one this payer issued to them alone);
     `subscriber`: some other card number agrees, the subscription's, which a spouse's or child's card shows too. A
     member number that is also the subscription's id (a subscriber's, often) cannot tell the subscriber from a
-    dependent whose new payer copied it from the card, so it agrees only as the subscription's."""
+    dependent whose new payer copied it from the card, so it agrees only as the subscription's.
+    `other_subscription`: none agrees, and this payer knows the request's card as another Patient's
+    (`someone_elses`)."""
     if request.member_ids & (candidate.member_ids - candidate.subscriber_ids):
         return "agree"
-    return "subscriber" if request.card_ids & candidate.card_ids else "disagree"
+    if request.card_ids & candidate.card_ids:
+        return "subscriber"
+    return "other_subscription" if someone_elses else "disagree"
 
 
 def _individual_fields(levels: dict[str, str], request: Person, candidate: Person,
                        shared: frozenset[str]) -> list[str]:
     """The fields whose weights make up the individual evidence."""
     # Without a first name to compare, birth date and gender are what twins share: only numbers tell them apart.
-    fields = list(DEMOGRAPHIC_FIELDS) if "given" in levels else []
+    fields = list(DEMOGRAPHIC_FIELDS) if "given" in levels else ["suffix"]
     if levels.get("given") == "disagree" and levels.get("birth_date") == "disagree":
         return fields  # someone else, whatever numbers were copied onto their record
     if not _ssn_tells_nobody_apart(levels, request, candidate, shared):
@@ -206,10 +228,26 @@ def _individual_fields(levels: dict[str, str], request: Person, candidate: Perso
     return fields
 
 
+# Name levels that say the name is the one asked for, so weigh less when many members carry it.
+_NAME_AGREES = {"given": GIVEN_AGREES - {"swapped"}, "family": frozenset({"exact", "token", "close"})}
+# A term-frequency adjustment never takes an agreeing name below this much of its weight.
+TF_FLOOR = 0.5
+
+
+def frequency_adjustment(weight: float, share: float | None) -> float:
+    """How much less an agreement weighs (≤ 0) on a name carried by `share` of the roster: the default weight is
+    log2(m/u) for an average name, so for a name whose u is `share` it is weight + log2(2^-weight / share)."""
+    if not share or weight <= 0:
+        return 0.0
+    return max(-weight * TF_FLOOR, min(0.0, -weight - math.log2(share)))
+
+
 class Scorer:
-    def __init__(self, weights: dict[str, dict[str, float]], nicknames: dict[str, frozenset[str]]) -> None:
+    def __init__(self, weights: dict[str, dict[str, float]], nicknames: dict[str, frozenset[str]],
+                 frequencies: NameFrequencies | None = None) -> None:
         self.weights = weights
         self.nicknames = nicknames
+        self.frequencies = frequencies
 
     def _given_level(self, a: Person, b: Person) -> str:
         if a.given == b.given:
@@ -225,13 +263,22 @@ class Scorer:
             return "initial" if a.given[:1] == b.given[:1] else "disagree"
         return "similar" if similarity >= 0.85 else "disagree"
 
-    def score_candidates(self, request: Person, candidates: Mapping[str, Person]) -> dict[str, Score]:
-        """Each candidate's score, an SSN that several of them carry counting as a household's (`shared_ssns`)."""
+    def score_candidates(self, request: Person, candidates: Mapping[str, Person],
+                         card_holders: frozenset[str] = frozenset()) -> dict[str, Score]:
+        """Each candidate's score, an SSN that several of them carry counting as a household's (`shared_ssns`).
+        `card_holders`: the candidates this payer's search on the request's card found (who carries it here). To a
+        candidate on none of their subscriptions, the card is someone else's."""
         shared = shared_ssns(candidates.values())
-        return {key: self.score(request, candidate, shared) for key, candidate in candidates.items()}
+        holders = card_holders & candidates.keys()
+        subscriptions = frozenset().union(*(candidates[key].subscriber_ids for key in holders))
+        return {key: self.score(request, candidate, shared,
+                                bool(holders - {key}) and not candidate.subscriber_ids & subscriptions)
+                for key, candidate in candidates.items()}
 
-    def score(self, request: Person, candidate: Person, shared: frozenset[str] = frozenset()) -> Score:
-        """`shared`: SSNs several of this payer's Patients carry (`score_candidates` works them out)."""
+    def score(self, request: Person, candidate: Person, shared: frozenset[str] = frozenset(),
+              card_is_someone_elses: bool = False) -> Score:
+        """`shared`: SSNs several of this payer's Patients carry (`score_candidates` works them out);
+        `card_is_someone_elses`: another of this payer's Patients carries the request's card."""
         levels: dict[str, str] = {}
         if request.birth_date and candidate.birth_date:
             levels["birth_date"] = _birth_date_level(request.birth_date, candidate.birth_date)
@@ -246,6 +293,8 @@ class Scorer:
             if levels["given"] in _NAMES_DIFFER and request.family and \
                     _names_alike(_family_forms(request), _given_forms(candidate)):
                 levels["given"] = "swapped"
+        if request.generation and candidate.generation:
+            levels["suffix"] = "agree" if request.generation == candidate.generation else "disagree"
         if request.gender and candidate.gender:
             levels["gender"] = "agree" if request.gender == candidate.gender else "disagree"
         if request.phones and candidate.phones:
@@ -255,12 +304,25 @@ class Scorer:
         if request.ssn and candidate.ssn:
             levels["ssn"] = _ssn_level(request.ssn, candidate.ssn)
         if request.card_ids and candidate.card_ids:
-            levels["member_id"] = _card_level(request, candidate)
-        contributions = {field: (level, self.weights[field][level]) for field, level in levels.items()}
+            levels["member_id"] = _card_level(request, candidate, card_is_someone_elses)
+        contributions = {field: (level, self.weights[field][level] + self._name_adjustment(field, level, request))
+                         for field, level in levels.items()}
         total = sum(weight for _, weight in contributions.values())
         individual = sum(contributions[f][1] for f in _individual_fields(levels, request, candidate, shared)
                          if f in contributions)
-        return Score(total, individual, contributions)
+        twin_key = (candidate.birth_date, candidate.family_tokens) if candidate.birth_date else None
+        return Score(total, individual, contributions, candidate.subscriber_ids, twin_key)
+
+    def _name_adjustment(self, field: str, level: str, request: Person) -> float:
+        """The term-frequency adjustment of an agreeing name, from the request's name (so every candidate agreeing
+        on it gets the same one)."""
+        if self.frequencies is None or level not in _NAME_AGREES.get(field, ()):
+            return 0.0
+        if field == "given":
+            share = self.frequencies.given_share(request.given)
+        else:
+            share = max((self.frequencies.family_share(name) or 0.0 for name in request.family), default=0.0)
+        return frequency_adjustment(self.weights[field][level], share)
 
 
 @dataclass(frozen=True)
@@ -270,13 +332,40 @@ class Verdict:
     runner_up: tuple[str, Score] | None
 
 
+# First-name levels that say "nearly the name asked for".
+_GIVEN_NEAR = frozenset({"nickname", "close", "middle", "initial", "similar"})
+
+
+def _given(score: Score) -> str:
+    return score.contributions.get("given", ("",))[0]
+
+
+def outranked_siblings(scored: list[tuple[str, Score]]) -> list[tuple[str, Score]]:
+    """The candidates left once each sibling whose first name only nearly agrees is set aside for one under the same
+    subscription whose first name agrees exactly: twins Ana and Anna, a request naming Anna is not about Ana."""
+    named = frozenset().union(*(score.subscriptions for _, score in scored if _given(score) == "exact"))
+    if not named:
+        return scored
+    return [(key, score) for key, score in scored if not (_given(score) in _GIVEN_NEAR and score.subscriptions & named)]
+
+
+def twin_named_nearly(best: Score, scored: list[tuple[str, Score]]) -> bool:
+    """The best's first name agrees only nearly, and this payer has someone born the same day under the same family
+    name (a twin): a twin is matched on her own first name, never on one near it."""
+    if best.twin_key is None or best.contributions.get("given", ("exact",))[0] == "exact":
+        return False
+    born, family = best.twin_key
+    return any(other is not best and other.twin_key is not None and other.twin_key[0] == born
+               and other.twin_key[1] & family for _, other in scored)
+
+
 def decide(scored: list[tuple[str, Score]], threshold: float, margin: float, individual_minimum: float) -> Verdict:
     """`scored`: (patient id, score) per candidate."""
-    ranked = sorted(scored, key=lambda item: item[1].total, reverse=True)
+    ranked = sorted(outranked_siblings(scored), key=lambda item: item[1].total, reverse=True)
     best = ranked[0] if ranked else None
     runner_up = ranked[1] if len(ranked) > 1 else None
     if best is None or best[1].total < threshold or best[1].individual < individual_minimum:
         return Verdict("not-found", best, runner_up)
-    if runner_up is not None and best[1].total - runner_up[1].total < margin:
+    if runner_up is not None and best[1].total - runner_up[1].total < margin or twin_named_nearly(best[1], scored):
         return Verdict("multiple-matches", best, runner_up)
     return Verdict("match", best, runner_up)

@@ -1,15 +1,14 @@
 """Former members at the old payer: zero-knowledge sign-in (name, birth date, previous member id, ZIP code) and
 what they may see and do once signed in.
 
-The sign-in is checked by the product's matcher (`sidecar.matching`) at its strictest: the candidates come from the
-same HAPI searches as `$member-match`, the same scorer must call it a match, and then every one of the four answers
+The sign-in is checked by the product's matcher (`sidecar.matching.matcher`, as `$member-match` runs it: the same
+HAPI searches and evidence rules) at its strictest: it must call it a match, and then every one of the four answers
 must agree exactly (first and family name, birth date, the member's own number, the ZIP code of the address).
 A wrong answer is refused without saying which field was wrong; attempts are throttled like `$member-match`
 (per browser address, and per person across addresses) and audited.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -19,7 +18,8 @@ from sidecar.hapi.client import HapiClient
 from sidecar.matching import throttle
 from sidecar.matching.candidates import CandidateSource
 from sidecar.matching.person import member_id, person_of
-from sidecar.matching.scoring import Scorer, decide
+from sidecar.matching.matcher import Matcher
+from sidecar.matching.scoring import Scorer
 from sidecar.store import jobs
 from sidecar.store.db import Store
 
@@ -65,8 +65,7 @@ class FormerMembers:
         self.settings = settings
         self.upstream = upstream
         self.store = store
-        self.scorer = scorer
-        self.candidates = CandidateSource(upstream)
+        self.matcher = Matcher(settings, scorer, CandidateSource(upstream))
         self.limits = throttle.ThrottleSettings(settings.match_window_seconds, settings.match_card_variants,
                                                 settings.match_failure_floor, settings.match_failure_rate)
         # Across addresses only the card-variant rule applies: one failure rate for everyone would let anybody
@@ -85,19 +84,14 @@ class FormerMembers:
                 return SignIn("throttled", audit={"throttled": refusal})
         if not answers.complete():
             return SignIn("refused", audit={"reason": "incomplete answers"})
-        found = await self.candidates.first_blocks(person, [answers.member_id.strip()])
-        covered = await self.candidates.coverages(sorted(found))
-        loop = asyncio.get_running_loop()
-        scores = await loop.run_in_executor(None, lambda: self.scorer.score_candidates(
-            person, {pid: person_of(p, covered[pid], True) for pid, p in found.items()}))
-        verdict = decide(list(scores.items()), self.settings.match_threshold, self.settings.match_margin,
-                         self.settings.match_individual_minimum)
+        found = await self.matcher.match(person, coverage)
+        verdict = found.verdict
         outcome, patient_id, detail = "refused", None, {"verdict": verdict.outcome}
         if verdict.outcome == "match" and verdict.best is not None:
             best_id, score = verdict.best
             levels = {f: level for f, (level, _) in score.contributions.items()}
             disagreeing = sorted(f for f, allowed in STRICT_LEVELS.items() if levels.get(f) not in allowed)
-            if not _same_zip(answers.postal_code, found[best_id]):
+            if not _same_zip(answers.postal_code, found.patients[best_id]):
                 disagreeing.append("postal_code")
             detail = {"verdict": "match", "patient": best_id, "not_exact": disagreeing}
             if not disagreeing:

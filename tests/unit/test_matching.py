@@ -9,11 +9,13 @@ import pytest
 
 from sidecar.config import ConfigError, Settings
 from sidecar.matching import throttle
-from sidecar.matching.candidates import birth_date_searches
+from sidecar.matching.candidates import birth_date_searches, name_searches
 from sidecar.matching.consent import ConsentTerms, evaluate
 from sidecar.matching.operation import BadRequest, member_identifier, parse
+from sidecar.matching.name_frequency import NameFrequencies
 from sidecar.matching.person import fold, member_id, person_of
-from sidecar.matching.scoring import DEFAULT_WEIGHTS, Scorer, decide, load_nicknames, load_weights, shared_ssns
+from sidecar.matching.scoring import (DEFAULT_WEIGHTS, Scorer, decide, frequency_adjustment, load_nicknames,
+                                     load_weights, shared_ssns)
 from sidecar.store.db import Store
 
 SCORER = Scorer(DEFAULT_WEIGHTS, load_nicknames())
@@ -383,3 +385,141 @@ def test_a_member_patient_without_a_birth_date_is_accepted_but_one_without_a_nam
             {"name": "MemberPatient", "resource": {"resourceType": "Patient", "id": "1", "birthDate": "1980-01-01"}},
             coverage]})
     assert raised.value.expression == "Parameters.parameter[MemberPatient].resource.name"
+
+
+def test_a_card_this_payer_knows_as_another_subscriptions_counts_against_the_candidate():
+    """Issue 19: a common name, a birth date one digit off, another postal code, and the card of another family."""
+    request = person(["John"], "Smith", "1980-04-21", card="FAM-A")
+    john = person(["John"], "Smith", "1980-04-12", card="FAM-B", at_payer=True)
+    family_a = person(["Mary"], "Jones", "1962-01-01", card="FAM-A", at_payer=True)
+    scores = SCORER.score_candidates(request, {"john": john, "mary": family_a}, card_holders=frozenset({"mary"}))
+    assert scores["john"].contributions["member_id"] == ("other_subscription", -12.0)
+    assert decide(list(scores.items()), *BARS).outcome == "not-found"
+
+
+def test_a_card_nobody_here_carries_is_no_evidence_against():
+    request = person(["John"], "Smith", "1980-04-12", card="UNKNOWN")
+    john = person(["John"], "Smith", "1980-04-12", card="FAM-B", at_payer=True)
+    scores = SCORER.score_candidates(request, {"john": john}, card_holders=frozenset())
+    assert scores["john"].contributions["member_id"][0] == "disagree"
+
+
+def test_a_household_members_number_is_not_another_subscriptions_card():
+    """The father's own member number, asked with by his son: the same subscription, so only a disagreement."""
+    request = person(["Liam"], "Smith", "2005-05-05", number="SUB-01")
+    father = person(["John"], "Smith", "1970-03-04", card="SUB", number="SUB-01", at_payer=True)
+    liam = person(["Liam"], "Smith", "2005-05-05", card="SUB", number="SUB-03", at_payer=True)
+    scores = SCORER.score_candidates(request, {"father": father, "liam": liam}, card_holders=frozenset({"father"}))
+    assert scores["liam"].contributions["member_id"][0] == "disagree"
+
+
+def twins(card="SUB"):
+    return {"anna": person(["Anna"], "Lopez", "2010-06-01", "female", card=card, at_payer=True),
+            "ana": person(["Ana"], "Lopez", "2010-06-01", "female", card=card, at_payer=True)}
+
+
+@pytest.mark.parametrize("name, expected", [("Anna", "anna"), ("Ana", "ana")])
+def test_the_twin_named_exactly_outranks_the_one_named_nearly(name, expected):
+    request = person([name], "Lopez", "2010-06-01", "female")
+    verdict = decide(list(SCORER.score_candidates(request, twins()).items()), *BARS)
+    assert (verdict.outcome, verdict.best[0]) == ("match", expected)
+
+
+def test_a_name_near_both_twins_is_still_refused():
+    request = person(["Annah"], "Lopez", "2010-06-01", "female")
+    assert decide(list(SCORER.score_candidates(request, twins()).items()), *BARS).outcome != "match"
+
+
+def test_an_exact_name_does_not_outrank_a_near_one_under_another_subscription():
+    """Two people a payer covers apart are not siblings: a near name there stays a rival."""
+    people = {"anna": twins("SUB-1")["anna"], "ana": twins("SUB-2")["ana"]}
+    request = person(["Anna"], "Lopez", "2010-06-01", "female")
+    assert decide(list(SCORER.score_candidates(request, people).items()), *BARS).outcome == "multiple-matches"
+
+
+def frequencies_of(*names):
+    table = NameFrequencies()
+    for number, (given, family) in enumerate(names):
+        table.record({"id": str(number), "name": [{"given": [given], "family": family}],
+                      "meta": {"lastUpdated": f"2026-01-01T00:00:{number:02d}Z"}})
+    return table
+
+
+def test_an_agreeing_common_name_weighs_less_than_a_rare_one():
+    rare_names = [("Ga" + a + b, "Fa" + a + b) for a in "abcdefghij" for b in "abcdefghijklmnopqrst"]
+    table = frequencies_of(*[("John", "Smith")] * 30, *rare_names)
+    scorer = Scorer(DEFAULT_WEIGHTS, load_nicknames(), table)
+    common = scorer.score(person(["John"], "Smith"), person(["John"], "Smith", at_payer=True))
+    rare = scorer.score(person(["Gaab"], "Faab"), person(["Gaab"], "Faab", at_payer=True))
+    assert common.contributions["given"][1] < rare.contributions["given"][1] == DEFAULT_WEIGHTS["given"]["exact"]
+    assert common.contributions["family"][1] < DEFAULT_WEIGHTS["family"]["exact"]
+
+
+def test_a_name_frequency_adjustment_only_ever_lowers_a_weight_and_never_below_half():
+    assert frequency_adjustment(8.0, 1 / 10_000) == 0.0
+    assert frequency_adjustment(8.0, None) == 0.0
+    assert frequency_adjustment(8.0, 0.5) == -4.0
+    assert -4.0 < frequency_adjustment(8.0, 1 / 64) < 0.0
+
+
+def test_a_patient_read_again_is_counted_once_under_its_new_name():
+    table = frequencies_of(("John", "Smith"), ("John", "Smith"))
+    table.record({"id": "1", "name": [{"given": ["Jon"], "family": "Smyth"}]})
+    assert (table.given["john"], table.given["jon"], table.family["smith"], table.people) == (1, 1, 1, 2)
+
+
+def test_the_name_searches_also_look_for_swapped_names_and_family_prefixes():
+    assert name_searches(person(["Lucy"], "Fitzpatrick")) == [
+        [("family", "fitzpatrick"), ("given", "lucy")], [("family", "lucy"), ("given", "fitzpatrick")],
+        [("family", "fit"), ("given", "l")]]
+
+
+def test_someone_with_a_twin_here_is_not_matched_on_a_first_name_that_only_nearly_agrees():
+    """Anne is a near name of Anna's and none of Ana's: with Ana born the same day, Anna is not matched on it."""
+    request = person(["Anne"], "Lopez", "2010-06-01", "female")
+    assert decide(list(SCORER.score_candidates(request, twins()).items()), *BARS).outcome == "multiple-matches"
+    alone = {"anna": twins()["anna"]}
+    assert decide(list(SCORER.score_candidates(request, alone).items()), *BARS).outcome == "match"
+
+
+def test_a_stolen_ssn_and_address_under_another_name_without_a_birth_date_is_refused():
+    """Why issue 19's looser setting (threshold 10, individual minimum 6) was not adopted: it matches this."""
+    victim = person(["Mary"], "Jones", identifier=[{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123456789"}],
+                    address=[{"line": ["1 Elm St"], "postalCode": "62704"}], at_payer=True)
+    thief = person_of({"name": [{"family": "Brown", "given": ["Kevin"]}],
+                       "identifier": [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123456789"}],
+                       "address": [{"line": ["1 Elm St"], "postalCode": "62704"}]}, [], False)
+    assert decide([("victim", SCORER.score(thief, victim))], *BARS).outcome == "not-found"
+    assert decide([("victim", SCORER.score(thief, victim))], 10, 6, 6).outcome == "match"
+
+
+def smith(name: dict, birth: str, at_payer: bool):
+    return person_of({"name": [{"family": "Smith", "given": ["John"], **name}], "birthDate": birth, "gender": "male",
+                      "address": [{"line": ["12 Oak St"], "postalCode": "62704"}]}, [], at_payer)
+
+
+@pytest.mark.parametrize("requested, stored", [
+    ({"given": ["John", "Sr"]}, {"family": "Smith Jr"}), ({"suffix": ["II"]}, {"suffix": ["III"]}),
+    ({"suffix": ["Senior"]}, {"suffix": ["Jr."]}),
+])
+def test_a_different_generational_suffix_is_another_member_of_the_family(requested, stored):
+    """A father asking, his son covered: birth years one digit apart, everything else agreeing."""
+    score = SCORER.score(smith(requested, "1970-03-04", False), smith(stored, "1990-03-04", True))
+    assert score.contributions["suffix"] == ("disagree", -12.0)
+    assert decide([("son", score)], *BARS).outcome == "not-found"
+
+
+def test_the_same_suffix_however_spelled_agrees():
+    score = SCORER.score(smith({"suffix": ["Junior"]}, "1990-03-04", False),
+                         smith({"family": "Smith Jr"}, "1990-03-04", True))
+    assert score.contributions["suffix"] == ("agree", 0.0)
+    assert decide([("son", score)], *BARS).outcome == "match"
+
+
+def test_a_father_asking_is_not_his_son_born_on_his_birthday_twenty_years_on():
+    """1960 and 1980 differ in one digit, but a birth date ten years or more away is another generation."""
+    assert level("birth_date", person(["Robert"], "King", "1960-05-05"), person(["Robert"], "King", "1980-05-05")) \
+        == "disagree"
+    son = person(["Robert"], "King", "1980-05-05", "male", at_payer=True, address=[{"postalCode": "62704"}])
+    father = person(["Robert"], "King", "1960-05-05", "male", address=[{"postalCode": "62704"}])
+    assert decide([("son", SCORER.score(father, son))], *BARS).outcome == "not-found"

@@ -38,6 +38,10 @@ from sidecar.jobs.runner import JobRunner
 from sidecar.matching.bulk import BulkMemberMatch, advertise_bulk_member_match
 from sidecar.matching.groups import PartnerGroups
 from sidecar.matching.operation import MemberMatch, advertise_member_match
+from sidecar.metrics.labels import route_label
+from sidecar.metrics.listener import metrics_app
+from sidecar.metrics.registry import Metrics
+from sidecar.metrics.store_gauges import StoreGauges
 from sidecar.matching.scoring import Scorer, load_nicknames, load_weights
 from sidecar.members.pages import MemberPages
 from sidecar.provenance.transmitter import payer_reference
@@ -52,6 +56,8 @@ log = logging.getLogger("sidecar.access")
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
+METRICS_KEY = web.AppKey("metrics", Metrics)
+METRICS_APP_KEY = web.AppKey("metrics_app", web.Application)
 LOG_FLUSH_SECONDS = 0.2
 # Request ids: a random prefix per process and a counter, unique across replicas without a urandom call (a system
 # call) per request.
@@ -82,8 +88,12 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
         return outcome_response(500, "exception", "internal error; quote the X-Request-ID when reporting it",
                                 headers={"X-Request-ID": rid})
     finally:
+        seconds = time.perf_counter() - started
         log.info("request", extra={"method": request.method, "path": request.path, "status": status,
-                                   "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+                                   "duration_ms": round(seconds * 1000, 2)})
+        metrics = request.app.get(METRICS_KEY)
+        if metrics is not None:
+            metrics.observe_request(route_label(request), status, seconds)
         request_id.reset(token)
 
 
@@ -103,6 +113,10 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     token_endpoint = TokenEndpoint(token_url(settings), directory, jwks, tokens, audit, settings.clock_skew_seconds)
 
     app = web.Application(middlewares=[request_context, bearer.middleware, authorize])
+    metrics = app[METRICS_KEY] = Metrics()
+    gauges = StoreGauges(store)
+    metrics.registry.register(gauges)
+    app[METRICS_APP_KEY] = metrics_app(metrics, gauges)
     upstream = HapiClient(settings)
     url_map = UrlMap.between(settings.upstream_base, settings.public_fhir_base)
     capability = CapabilityService(settings, upstream, url_map)
@@ -153,12 +167,12 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.cleanup_ctx.append(lifecycle)
     app.on_response_prepare.append(_stamp_request_id)
     discovery = smart_configuration_handler(settings)
-    app.router.add_get("/health/live", live)
-    app.router.add_get("/health/ready", ready_handler(upstream))
-    app.router.add_get("/.well-known/smart-configuration", discovery)
+    app.router.add_get("/health/live", live, name="health-live")
+    app.router.add_get("/health/ready", ready_handler(upstream), name="health-ready")
+    app.router.add_get("/.well-known/smart-configuration", discovery, name="root-smart-configuration")
     davinci = davinci_configuration_handler(settings)
-    app.router.add_get("/.well-known/davinci-configuration", davinci)
-    app.router.add_post("/auth/token", token_endpoint.handle)
+    app.router.add_get("/.well-known/davinci-configuration", davinci, name="root-davinci-configuration")
+    app.router.add_post("/auth/token", token_endpoint.handle, name="token")
     register(app, {
         "metadata": capability.handle, "smart-configuration": discovery, "davinci-configuration": davinci,
         "member-match": member_match.handle, "bulk-member-match": bulk_match.kickoff,

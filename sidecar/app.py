@@ -110,14 +110,16 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     directory = Directory(store, tokens, settings.state_refresh_seconds)
     jwks = JwksCache(settings.jwks_cache_seconds)
     bearer = BearerAuth(tokens, directory, audit, OPEN_ROUTES)
-    token_endpoint = TokenEndpoint(token_url(settings), directory, jwks, tokens, audit, settings.clock_skew_seconds)
+    metrics = Metrics()
+    token_endpoint = TokenEndpoint(token_url(settings), directory, jwks, tokens, audit, settings.clock_skew_seconds,
+                                   metrics)
 
     app = web.Application(middlewares=[request_context, bearer.middleware, authorize])
-    metrics = app[METRICS_KEY] = Metrics()
+    app[METRICS_KEY] = metrics
     gauges = StoreGauges(store)
     metrics.registry.register(gauges)
     app[METRICS_APP_KEY] = metrics_app(metrics, gauges)
-    upstream = HapiClient(settings)
+    upstream = HapiClient(settings, metrics)
     url_map = UrlMap.between(settings.upstream_base, settings.public_fhir_base)
     capability = CapabilityService(settings, upstream, url_map)
     capability.contributors.append(advertise_smart_security)
@@ -128,13 +130,13 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     proxy = ProxyHandler(upstream, url_map, reader)
     weights = load_weights(Path(settings.match_weights_file) if settings.match_weights_file else None)
     scorer = Scorer(weights, load_nicknames())
-    member_match = MemberMatch(settings, upstream, store, directory, scorer)
+    member_match = MemberMatch(settings, upstream, store, directory, scorer, metrics)
     capability.contributors.append(advertise_member_match)
     runner = JobRunner(settings, store)
     job_handlers = JobHandlers(settings, store, runner)
-    export_job = ExportJob(settings, store, upstream, disclosure, runner)
+    export_job = ExportJob(settings, store, upstream, disclosure, runner, metrics)
     export_kickoff = ExportKickoff(settings, store, runner, export_job.hapi)
-    bulk_match = BulkMemberMatch(settings, store, runner, member_match)
+    bulk_match = BulkMemberMatch(settings, store, runner, member_match, metrics)
     capability.contributors.append(advertise_bulk_member_match)
 
     async def through_proxy(request: web.Request) -> web.StreamResponse:

@@ -30,6 +30,7 @@ from sidecar.matching.candidates import CandidateSource, raw_card_ids
 from sidecar.matching.consent import ConsentTerms, evaluate
 from sidecar.matching.person import Person, person_of
 from sidecar.matching.scoring import SSN_AGREES, Score, Scorer, Verdict, decide
+from sidecar.metrics.registry import Metrics
 from sidecar.store.db import Store
 from sidecar.store.grants import Grant, add_grant
 
@@ -57,6 +58,9 @@ class Resolution:
     coverages: list[dict] = field(default_factory=list)
     reason: str | None = None     # why consent or throttling refused (audit only)
     explanation: dict | None = None  # the scores (audit only)
+
+
+MEMBER_MATCH, INVALID = "member-match", "invalid"  # the metrics' operation, and outcome of a malformed request
 
 
 class BadRequest(Exception):
@@ -160,8 +164,9 @@ def consent_to_store(consent: dict, patient_id: str, organization: str) -> dict:
 
 class MemberMatch:
     def __init__(self, settings: Settings, upstream: HapiClient, store: Store, directory: Directory,
-                 scorer: Scorer) -> None:
+                 scorer: Scorer, metrics: Metrics) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.upstream = upstream
         self.store = store
         self.directory = directory
@@ -179,8 +184,10 @@ class MemberMatch:
             match_request = parse(await self._body(request))
             resolution = await self.resolve(caller, match_request)
         except BadRequest as exc:
+            self.metrics.matches.labels(MEMBER_MATCH, INVALID).inc()
             note_refusal(request, str(exc))
             return outcome_response(400, "invalid", str(exc), expression=[exc.expression] if exc.expression else None)
+        self.metrics.matches.labels(MEMBER_MATCH, resolution.outcome).inc()
         if resolution.explanation is not None:
             note_audit(request, match=resolution.explanation)
         if resolution.outcome == "consent":

@@ -14,11 +14,12 @@ from sidecar.devstack import free_port
 from sidecar.fhir.hapi_trouble import status_and_code
 from sidecar.hapi.client import HapiClient
 from sidecar.hapi.errors import HapiError, HapiErrorKind
+from sidecar.metrics.registry import Metrics
 
 
 async def started_client(base: str, tmp_path: Path, read_timeout: float = 60.0) -> HapiClient:
     client = HapiClient(Settings(upstream_url=base, public_url="http://public.example", data_dir=tmp_path,
-                                 upstream_read_timeout=read_timeout))
+                                 upstream_read_timeout=read_timeout), Metrics())
     await client.start()
     return client
 

@@ -6,11 +6,14 @@ per request, per client or per member is a label.
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
 PREFIX = "pdex_sidecar"
 # Seconds: from a cached read (a few ms) to a slow search or a large $member-match (tens of seconds).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# `*_created` series (a timestamp per label set) would double the series and say nothing a restart's reset does not.
+disable_created_metrics()
 
 
 class Metrics:

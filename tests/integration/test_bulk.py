@@ -23,6 +23,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.client.smart import token_form
 from tests.integration.test_member_match import THIS_PAYER, consent
@@ -480,6 +481,26 @@ def test_the_export_holds_exactly_what_the_filter_allows_and_leaves_out_a_revoke
     assert {p["id"] for p in found["Patient"]} == expected
     assert {o["subject"]["reference"].split("/")[1] for o in found["Observation"]} == expected
     assert "Condition" not in found, "42 CFR Part 2 data stays home under #regular"
+
+
+def export_metrics(sidecar) -> dict[tuple[str, str], float]:
+    """(sample name, its one label's value) → value, of the exports' released and withheld counters."""
+    with urllib.request.urlopen(sidecar.metrics_url, timeout=10) as resp:
+        text = resp.read().decode()
+    return {(s.name, next(iter(s.labels.values()))): s.value for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name.startswith("pdex_sidecar_export_resources_") and s.name.endswith("_total")}
+
+
+def test_an_exports_released_and_withheld_resources_are_counted_by_type_and_rule(world, sidecar):
+    before = export_metrics(sidecar)
+    found = export_group(sidecar, world, [{"name": "_type", "valueString": "Patient,Condition"}])
+    after = export_metrics(sidecar)
+    moved = {key: value - before.get(key, 0.0) for key, value in after.items() if value != before.get(key, 0.0)}
+    released = {key[1]: value for key, value in moved.items() if "released" in key[0]}
+    assert released == {"Patient": len(found["Patient"])}, "each Condition is 42 CFR Part 2 data: none leaves"
+    withheld = {key[1]: value for key, value in moved.items() if "withheld" in key[0]}
+    assert withheld and sum(withheld.values()) >= len(found["Patient"]), "at least each member's Condition"
+    assert "None" not in withheld, "every withheld resource is counted under the rule that withheld it"
 
 
 def test_run_off_since_the_last_transaction_time_returns_only_what_changed(world, sidecar, hapi):

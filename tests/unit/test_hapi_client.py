@@ -114,3 +114,25 @@ def test_the_error_module_knows_nothing_of_aiohttp():
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not any(name.startswith("aiohttp") for name in imported)
+
+
+async def counted_errors(base: str, tmp_path: Path) -> dict[str, float]:
+    client = await started_client(base, tmp_path)
+    try:
+        with pytest.raises(HapiError):
+            await client.search("Patient", {"name": "x"})
+    finally:
+        await client.close()
+    return {kind: value for kind in ("unavailable", "server-error", "malformed")
+            if (value := client.metrics.registry.get_sample_value("pdex_sidecar_hapi_errors_total",
+                                                                  {"kind": kind}))}
+
+
+async def test_hapi_unreachable_is_counted_as_unavailable(tmp_path):
+    assert await counted_errors(f"http://127.0.0.1:{free_port()}/fhir", tmp_path) == {"unavailable": 1}
+
+
+async def test_a_5xx_answer_is_counted_as_a_server_error(tmp_path):
+    server, base = await serve_raw(http_answer("500 Server Error", b"{}"))
+    async with server:
+        assert await counted_errors(base, tmp_path) == {"server-error": 1}

@@ -21,7 +21,8 @@ CMD ["--help"]
 FROM base AS sidecar
 RUN mkdir /data && chown sidecar /data
 USER sidecar
-ENV SIDECAR_HOST=0.0.0.0 SIDECAR_PORT=8000 SIDECAR_DATA_DIR=/data
-EXPOSE 8000
+# The metrics listener (README "Metrics") answers inside the container's networks; it is never published.
+ENV SIDECAR_HOST=0.0.0.0 SIDECAR_PORT=8000 SIDECAR_DATA_DIR=/data SIDECAR_METRICS_HOST=0.0.0.0 SIDECAR_METRICS_PORT=9464
+EXPOSE 8000 9464
 HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health/live').status == 200 else 1)"
 CMD ["pdex-sidecar", "serve"]

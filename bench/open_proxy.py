@@ -20,6 +20,7 @@ from sidecar.gate.pages import PageLinks
 from sidecar.gate.reader import PartnerReader
 from sidecar.hapi.client import HapiClient
 from sidecar.gate.table import PROXY_ROUTE_KEY, resolve_proxied
+from sidecar.metrics.registry import Metrics
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.routes import Refusal
 from sidecar.proxy.rewrite import UrlMap
@@ -44,7 +45,7 @@ async def no_authorization(request: web.Request, handler):
 
 def main() -> None:
     settings = load_settings()
-    upstream = HapiClient(settings)
+    upstream = HapiClient(settings, Metrics())
     url_map = UrlMap.between(settings.upstream_base, settings.public_fhir_base)
     gate = DisclosureGate(AnswerFilter.configured(settings, upstream.by_ids))
     reader = PartnerReader(upstream, url_map, gate, PageLinks(PageLinks.new_key().encode()),

@@ -39,6 +39,10 @@ from sidecar.matching.bulk import BulkMemberMatch, advertise_bulk_member_match
 from sidecar.matching.groups import PartnerGroups
 from sidecar.matching.operation import MemberMatch, advertise_member_match
 from sidecar.matching.name_frequency import RosterNames
+from sidecar.metrics.labels import route_label
+from sidecar.metrics.listener import metrics_app
+from sidecar.metrics.registry import Metrics
+from sidecar.metrics.store_gauges import StoreGauges
 from sidecar.matching.scoring import Scorer, load_nicknames, load_weights
 from sidecar.members.pages import MemberPages
 from sidecar.provenance.transmitter import payer_reference
@@ -53,6 +57,8 @@ log = logging.getLogger("sidecar.access")
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
+METRICS_KEY = web.AppKey("metrics", Metrics)
+METRICS_APP_KEY = web.AppKey("metrics_app", web.Application)
 LOG_FLUSH_SECONDS = 0.2
 # Request ids: a random prefix per process and a counter, unique across replicas without a urandom call (a system
 # call) per request.
@@ -83,8 +89,12 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
         return outcome_response(500, "exception", "internal error; quote the X-Request-ID when reporting it",
                                 headers={"X-Request-ID": rid})
     finally:
+        seconds = time.perf_counter() - started
         log.info("request", extra={"method": request.method, "path": request.path, "status": status,
-                                   "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+                                   "duration_ms": round(seconds * 1000, 2)})
+        metrics = request.app.get(METRICS_KEY)
+        if metrics is not None:
+            metrics.observe_request(route_label(request), status, seconds)
         request_id.reset(token)
 
 
@@ -101,10 +111,16 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     directory = Directory(store, tokens, settings.state_refresh_seconds)
     jwks = JwksCache(settings.jwks_cache_seconds)
     bearer = BearerAuth(tokens, directory, audit, OPEN_ROUTES)
-    token_endpoint = TokenEndpoint(token_url(settings), directory, jwks, tokens, audit, settings.clock_skew_seconds)
+    metrics = Metrics()
+    token_endpoint = TokenEndpoint(token_url(settings), directory, jwks, tokens, audit, settings.clock_skew_seconds,
+                                   metrics)
 
     app = web.Application(middlewares=[request_context, bearer.middleware, authorize])
-    upstream = HapiClient(settings)
+    app[METRICS_KEY] = metrics
+    gauges = StoreGauges(store)
+    metrics.registry.register(gauges)
+    app[METRICS_APP_KEY] = metrics_app(metrics, gauges)
+    upstream = HapiClient(settings, metrics)
     url_map = UrlMap.between(settings.upstream_base, settings.public_fhir_base)
     capability = CapabilityService(settings, upstream, url_map)
     capability.contributors.append(advertise_smart_security)
@@ -116,13 +132,13 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     weights = load_weights(Path(settings.match_weights_file) if settings.match_weights_file else None)
     roster_names = RosterNames(upstream, settings.match_name_frequency_seconds)
     scorer = Scorer(weights, load_nicknames(), roster_names.frequencies)
-    member_match = MemberMatch(settings, upstream, store, directory, scorer, roster_names)
+    member_match = MemberMatch(settings, upstream, store, directory, scorer, metrics, roster_names)
     capability.contributors.append(advertise_member_match)
     runner = JobRunner(settings, store)
     job_handlers = JobHandlers(settings, store, runner)
-    export_job = ExportJob(settings, store, upstream, disclosure, runner)
+    export_job = ExportJob(settings, store, upstream, disclosure, runner, metrics)
     export_kickoff = ExportKickoff(settings, store, runner, export_job.hapi)
-    bulk_match = BulkMemberMatch(settings, store, runner, member_match)
+    bulk_match = BulkMemberMatch(settings, store, runner, member_match, metrics)
     capability.contributors.append(advertise_bulk_member_match)
 
     async def through_proxy(request: web.Request) -> web.StreamResponse:
@@ -156,12 +172,12 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.cleanup_ctx.append(lifecycle)
     app.on_response_prepare.append(_stamp_request_id)
     discovery = smart_configuration_handler(settings)
-    app.router.add_get("/health/live", live)
-    app.router.add_get("/health/ready", ready_handler(upstream))
-    app.router.add_get("/.well-known/smart-configuration", discovery)
+    app.router.add_get("/health/live", live, name="health-live")
+    app.router.add_get("/health/ready", ready_handler(upstream), name="health-ready")
+    app.router.add_get("/.well-known/smart-configuration", discovery, name="root-smart-configuration")
     davinci = davinci_configuration_handler(settings)
-    app.router.add_get("/.well-known/davinci-configuration", davinci)
-    app.router.add_post("/auth/token", token_endpoint.handle)
+    app.router.add_get("/.well-known/davinci-configuration", davinci, name="root-davinci-configuration")
+    app.router.add_post("/auth/token", token_endpoint.handle, name="token")
     register(app, {
         "metadata": capability.handle, "smart-configuration": discovery, "davinci-configuration": davinci,
         "member-match": member_match.handle, "bulk-member-match": bulk_match.kickoff,

@@ -15,7 +15,7 @@ import uvloop
 from aiohttp import web
 
 from sidecar import logs
-from sidecar.app import create_app
+from sidecar.app import METRICS_APP_KEY, create_app
 from sidecar.audit.chain import AuditRecord, append, verify
 from sidecar.auth.scopes import ScopeError, parse_scopes
 from sidecar.auth.tokens import create_signing_key
@@ -28,6 +28,7 @@ from sidecar.config import ConfigError, load_settings
 from sidecar.conformance.command import add_parser as add_conformance_parser
 from sidecar.store.clients import Client, ClientError, add_client, all_clients, get_client, set_enabled
 from sidecar.matching import explain as match_explain
+from sidecar.metrics.listener import metrics_listener
 from sidecar.matching.revocation import inactivate_consent
 from sidecar.reports import clocks
 from sidecar.store.db import Store
@@ -45,7 +46,10 @@ def _serve(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log.info("starting", extra={"public_url": settings.public_url, "upstream_url": settings.upstream_url,
                                 "listen": f"{settings.host}:{settings.port}"})
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None,
+    app = create_app(settings)
+    if settings.metrics_port:
+        app.cleanup_ctx.append(metrics_listener(settings, app[METRICS_APP_KEY]))
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None,
                 loop=uvloop.new_event_loop())
     return 0
 

@@ -26,6 +26,8 @@ class Settings:
     public_url: str = "http://localhost:8000"
     host: str = "127.0.0.1"
     port: int = 8000
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464  # 0: no metrics listener
     data_dir: Path = Path(".data")
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 60.0
@@ -103,6 +105,8 @@ class Settings:
                 raise ConfigError(f"{name} must not carry a query or fragment")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port out of range: {self.port}")
+        if not 0 <= self.metrics_port < 65536 or self.metrics_port == self.port:
+            raise ConfigError(f"metrics_port must be 0 (off) or a port other than port, got {self.metrics_port}")
         if self.upstream_pool_size < 1:
             raise ConfigError("upstream_pool_size must be at least 1")
         if not 0 < self.access_token_lifetime <= 3600:

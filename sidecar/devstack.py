@@ -113,6 +113,7 @@ class SidecarProcess:
     upstream_url: str
     data_dir: Path
     port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
     # What to run: the product by default; a benchmark may run a script serving the same settings.
     argv: list[str] = field(default_factory=lambda: ["-m", "sidecar", "serve"])
@@ -129,9 +130,15 @@ class SidecarProcess:
     def fhir_base(self) -> str:
         return f"{self.public_url}/fhir"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
     def start(self) -> "SidecarProcess":
         env = dict(os.environ, SIDECAR_UPSTREAM_URL=self.upstream_url, SIDECAR_PUBLIC_URL=self.public_url,
-                   SIDECAR_HOST="127.0.0.1", SIDECAR_PORT=str(self.port), SIDECAR_DATA_DIR=str(self.data_dir),
+                   SIDECAR_HOST="127.0.0.1", SIDECAR_PORT=str(self.port),
+                   SIDECAR_METRICS_HOST="127.0.0.1", SIDECAR_METRICS_PORT=str(self.metrics_port),
+                   SIDECAR_DATA_DIR=str(self.data_dir),
                    **self.extra_env)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "sidecar.log"

@@ -19,6 +19,7 @@ from sidecar.auth.directory import Directory
 from sidecar.auth.jwks import JwksCache, JwksUnavailable
 from sidecar.auth.scopes import ScopeError, grant, parse_scopes
 from sidecar.auth.tokens import TokenService
+from sidecar.metrics.registry import Metrics
 from sidecar.store.clients import Client
 from sidecar.store.replay import remember_jti
 
@@ -47,8 +48,9 @@ def _invalid_client(description: str) -> OAuthError:
 
 class TokenEndpoint:
     def __init__(self, url: str, directory: Directory, jwks: JwksCache, tokens: TokenService, audit: AuditLog,
-                 clock_skew: float) -> None:
+                 clock_skew: float, metrics: Metrics) -> None:
         self.url = url
+        self.metrics = metrics
         self.directory = directory
         self.jwks = jwks
         self.tokens = tokens
@@ -72,9 +74,11 @@ class TokenEndpoint:
                                           "POST /auth/token", f"{error.error}: {error.description}"))
             log.info("token refused", extra={"error": error.error, "reason": error.description,
                                              "client_id": claimed.get("client_id")})
+            self.metrics.token_refusals.labels(error.error).inc()
             return error.response()
         self.audit.record(AuditRecord("token", "allowed", client.client_id, client.organization, "POST /auth/token",
                                       detail={"scope": scope}))
+        self.metrics.tokens_issued.inc()
         return web.json_response(body, headers=_NO_STORE)
 
     async def _grant(self, form, claimed: dict) -> tuple[dict, Client, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections import Counter
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -27,6 +28,7 @@ from sidecar.export.references import PointedTo
 from sidecar.export.request import ExportParams
 from sidecar.export.transmitted import TransmittedFile
 from sidecar.jobs.runner import OPERATION_OUTCOME, JobRunner, outcome_line
+from sidecar.metrics.registry import Metrics
 from sidecar.hapi.client import HapiClient
 from sidecar.hapi.errors import HapiError
 from sidecar.provenance.transmitter import payer_reference
@@ -49,8 +51,9 @@ TRANSIENT_RETRIES = 10
 
 class ExportJob:
     def __init__(self, settings: Settings, store: Store, upstream: HapiClient, disclosure: AnswerFilter,
-                 runner: JobRunner) -> None:
+                 runner: JobRunner, metrics: Metrics) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.store = store
         self.upstream = upstream
         self.hapi = HapiExport(upstream)
@@ -173,6 +176,7 @@ class ExportJob:
             if members is not None:
                 outcome = await self.disclosure.filter(members, [(r, MATCH) for r in kept], now)
                 kept = [r for r in outcome.released if r is not None]
+                self._count(kept, outcome.withheld)
                 pointed_to.note(outcome.pointed_to)
             for resource in kept:
                 out.write(orjson.dumps(resource) + b"\n")
@@ -213,11 +217,20 @@ class ExportJob:
                 fetched = await self.upstream.by_ids(resource_type, [ref.partition("/")[2] for ref in policies])
                 outcome = await self.disclosure.filter(members, [(r, INCLUDE) for r in fetched], now, policies)
                 released = [r for r in outcome.released if r is not None]
+                self._count(released, outcome.withheld)
                 out.writelines(orjson.dumps(r) + b"\n" for r in released)
                 if transmitted is not None:
                     transmitted.add(released)
                 count += len(released)
         return _listed(job, directory, name, resource_type, count)
+
+    def _count(self, released: list[dict], withheld: list[dict]) -> None:
+        """A partner's export's disclosure decisions, for the metrics (released by type, withheld by rule)."""
+        # Tallied per batch first: a label lookup per resource would cost more than the count is worth.
+        for resource_type, count in Counter(str(r.get("resourceType")) for r in released).items():
+            self.metrics.export_released.labels(resource_type).inc(count)
+        for rule, count in Counter(str(entry.get("rule")) for entry in withheld).items():
+            self.metrics.export_withheld.labels(rule).inc(count)
 
 
 def poll_wait(failures: int, waited: float) -> float:

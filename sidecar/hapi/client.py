@@ -21,10 +21,12 @@ from sidecar.config import Settings
 from sidecar.fhir.outcome import outcome_text
 from sidecar.hapi.errors import HapiError, HapiErrorKind
 from sidecar.logs import request_id
+from sidecar.metrics.registry import Metrics
 
 log = logging.getLogger("sidecar.hapi")
 
 _IDS_PER_SEARCH = 200
+SERVER_ERROR = "server-error"  # the metrics' kind for HAPI's own 5xx answers
 FHIR_JSON_HEADERS = {"Accept": "application/fhir+json"}
 
 
@@ -54,8 +56,9 @@ def parsed(body: bytes, what: str = "answer") -> Any:
 class HapiClient:
     """One pooled aiohttp session to HAPI for the life of the app."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.base = settings.upstream_base
+        self.metrics = metrics
         self._settings = settings
         self._session: aiohttp.ClientSession | None = None
         public = urlsplit(settings.public_fhir_base)
@@ -90,9 +93,12 @@ class HapiClient:
         waiting or reading the body in the block leaves it as a HapiError, logged here with its cause."""
         try:
             async with self.session.request(method, url, **kwargs) as resp:
+                if resp.status >= 500:
+                    self.metrics.hapi_errors.labels(SERVER_ERROR).inc()
                 yield resp
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             error = transport_error(exc)
+            self.metrics.hapi_errors.labels(error.kind.value).inc()
             log.warning("the FHIR server could not be used", extra={"error": repr(exc), "kind": error.kind.value})
             raise error from exc
 

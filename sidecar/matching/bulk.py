@@ -31,7 +31,8 @@ from sidecar.jobs.runner import OPERATION_OUTCOME, JobRunner, outcome_line
 from sidecar.matching.consent import ConsentTerms, evaluate
 from sidecar.matching.groups import GROUP_SEARCH_PARAMETERS
 from sidecar.matching.match_groups import GROUP_IDENTIFIER_SYSTEM, GROUPS, MATCH_GROUP, NO_MATCH_GROUP, build_groups
-from sidecar.matching.operation import BadRequest, MemberMatch, consent_to_store, parse
+from sidecar.matching.operation import INVALID, BadRequest, MemberMatch, consent_to_store, parse
+from sidecar.metrics.registry import Metrics
 from sidecar.store import jobs
 from sidecar.store.clients import Client
 from sidecar.store.db import Store
@@ -110,8 +111,10 @@ def _record(store: Store, organization: str, job_id: str, groups: dict[str, str]
 
 
 class BulkMemberMatch:
-    def __init__(self, settings: Settings, store: Store, runner: JobRunner, single: MemberMatch) -> None:
+    def __init__(self, settings: Settings, store: Store, runner: JobRunner, single: MemberMatch,
+                 metrics: Metrics) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.store = store
         self.runner = runner
         self.single = single
@@ -218,12 +221,15 @@ class BulkMemberMatch:
             resolution = await self.single.resolve(caller, parse(_parameters(member)), consent_required=True,
                                                    grant=False)
         except BadRequest as exc:
+            self.metrics.matches.labels(jobs.BULK_MATCH, INVALID).inc()
             errors[index] = _problem(index, exc)
             return "nomatch", None
         except Exception:  # one member's failure (HAPI trouble included) never fails the batch
+            self.metrics.matches.labels(jobs.BULK_MATCH, "error").inc()
             log.exception("a bulk member could not be matched", extra={"member": index + 1})
             errors[index] = f"MemberBundle {index + 1}: could not be matched; it may be sent again later"
             return "nomatch", None
+        self.metrics.matches.labels(jobs.BULK_MATCH, resolution.outcome).inc()
         if resolution.outcome == "match" and resolution.patient is not None:
             return "match", resolution.patient["id"]
         return ("consent", None) if resolution.outcome == "consent" else ("nomatch", None)

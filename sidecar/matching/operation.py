@@ -32,6 +32,7 @@ from sidecar.matching.matcher import Matcher
 from sidecar.matching.name_frequency import RosterNames
 from sidecar.matching.person import person_of
 from sidecar.matching.scoring import Scorer, Verdict
+from sidecar.metrics.registry import Metrics
 from sidecar.store.db import Store
 from sidecar.store.grants import Grant, add_grant
 
@@ -59,6 +60,9 @@ class Resolution:
     coverages: list[dict] = field(default_factory=list)
     reason: str | None = None     # why consent or throttling refused (audit only)
     explanation: dict | None = None  # the scores (audit only)
+
+
+MEMBER_MATCH, INVALID = "member-match", "invalid"  # the metrics' operation, and outcome of a malformed request
 
 
 class BadRequest(Exception):
@@ -162,8 +166,9 @@ def consent_to_store(consent: dict, patient_id: str, organization: str) -> dict:
 
 class MemberMatch:
     def __init__(self, settings: Settings, upstream: HapiClient, store: Store, directory: Directory,
-                 scorer: Scorer, roster_names: RosterNames | None = None) -> None:
+                 scorer: Scorer, metrics: Metrics, roster_names: RosterNames | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.upstream = upstream
         self.store = store
         self.directory = directory
@@ -182,8 +187,10 @@ class MemberMatch:
             match_request = parse(await self._body(request))
             resolution = await self.resolve(caller, match_request)
         except BadRequest as exc:
+            self.metrics.matches.labels(MEMBER_MATCH, INVALID).inc()
             note_refusal(request, str(exc))
             return outcome_response(400, "invalid", str(exc), expression=[exc.expression] if exc.expression else None)
+        self.metrics.matches.labels(MEMBER_MATCH, resolution.outcome).inc()
         if resolution.explanation is not None:
             note_audit(request, match=resolution.explanation)
         if resolution.outcome == "consent":

@@ -116,3 +116,17 @@ def last_transaction_time(store: Store, partner: str, export_scope: str) -> str 
 def record_transaction_time(store: Store, partner: str, export_scope: str, transaction_time: str) -> None:
     store.db["pull_exports"].upsert({"partner": partner, "export_scope": export_scope,
                                      "transaction_time": transaction_time}, pk=("partner", "export_scope"))
+
+
+@dataclass(frozen=True)
+class ExchangeTally:
+    partner: str
+    state: str
+    members: int
+    ingested: int
+
+
+def exchange_tallies(store: Store) -> list[ExchangeTally]:
+    """How many members stand in each state with each partner, and the resources ingested for them."""
+    return [ExchangeTally(*row) for row in store.db.execute(
+        "SELECT partner, state, COUNT(*), SUM(ingested) FROM exchanges GROUP BY partner, state").fetchall()]

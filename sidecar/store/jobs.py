@@ -82,6 +82,20 @@ def live_jobs(store: Store) -> list[Job]:
         f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(LIVE_STATES))}) ORDER BY created_at", LIVE_STATES)]
 
 
+@dataclass(frozen=True)
+class JobTally:
+    kind: str
+    state: str
+    count: int
+    oldest_created_at: float
+
+
+def job_tallies(store: Store) -> list[JobTally]:
+    """How many jobs there are of each kind in each state, and when the oldest of them was created."""
+    return [JobTally(*row) for row in store.db.execute(
+        "SELECT kind, state, COUNT(*), MIN(created_at) FROM jobs GROUP BY kind, state").fetchall()]
+
+
 def update_job(store: Store, job_id: str, **fields: Any) -> None:
     fields["updated_at"] = time.time()
     assignments = ", ".join(f"{name} = ?" for name in fields)

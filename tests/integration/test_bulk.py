@@ -23,6 +23,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.client.smart import token_form
 from tests.integration.test_member_match import THIS_PAYER, consent
@@ -480,6 +481,39 @@ def test_the_export_holds_exactly_what_the_filter_allows_and_leaves_out_a_revoke
     assert {p["id"] for p in found["Patient"]} == expected
     assert {o["subject"]["reference"].split("/")[1] for o in found["Observation"]} == expected
     assert "Condition" not in found, "42 CFR Part 2 data stays home under #regular"
+
+
+def scraped(sidecar) -> dict[tuple[str, tuple], float]:
+    """(sample name, its sorted labels) → value, from the sidecar's metrics listener."""
+    with urllib.request.urlopen(sidecar.metrics_url, timeout=10) as resp:
+        text = resp.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text)
+            for s in family.samples}
+
+
+def test_an_exports_released_and_withheld_resources_are_counted_by_type_and_rule(world, sidecar):
+    before = scraped(sidecar)
+    found = export_group(sidecar, world, [{"name": "_type", "valueString": "Patient,Condition"}])
+    moved = {(name, labels[0][1]): value - before.get((name, labels), 0.0)
+             for (name, labels), value in scraped(sidecar).items()
+             if name.startswith("pdex_sidecar_export_resources_") and value != before.get((name, labels), 0.0)}
+    released = {key[1]: value for key, value in moved.items() if "released" in key[0]}
+    assert released == {"Patient": len(found["Patient"])}, "each Condition is 42 CFR Part 2 data: none leaves"
+    withheld = {key[1]: value for key, value in moved.items() if "withheld" in key[0]}
+    assert withheld and sum(withheld.values()) >= len(found["Patient"]), "at least each member's Condition"
+    assert "None" not in withheld, "every withheld resource is counted under the rule that withheld it"
+
+
+def test_a_bulk_matchs_members_are_counted_by_outcome_and_its_job_by_state(world, sidecar):
+    seen = scraped(sidecar)
+
+    def matches(outcome: str) -> float:
+        labels = (("operation", "bulk-member-match"), ("outcome", outcome))
+        return seen.get(("pdex_sidecar_member_matches_total", labels), 0.0)
+
+    assert matches("match") >= MATCHED and matches("consent") >= CONSTRAINED
+    assert matches("not-found") >= UNKNOWN and matches("invalid") >= 1, "the MemberBundle without a MemberPatient"
+    assert seen[("pdex_sidecar_jobs", (("kind", "bulk-member-match"), ("state", "complete")))] >= 1
 
 
 def test_run_off_since_the_last_transaction_time_returns_only_what_changed(world, sidecar, hapi):

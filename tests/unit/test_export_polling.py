@@ -12,6 +12,7 @@ from sidecar.export import job as export_job
 from sidecar.export.hapi_export import Poll
 from sidecar.export.job import POLL_MAX_SECONDS, POLL_MIN_SECONDS, TRANSIENT_RETRIES, ExportJob
 from sidecar.hapi.errors import HapiError, HapiErrorKind
+from sidecar.metrics.registry import Metrics
 
 MANIFEST = {"transactionTime": "2026-12-05T21:00:00Z", "output": []}
 
@@ -61,7 +62,7 @@ def clock(monkeypatch) -> Clock:
 
 
 def waiting_on(hapi: FakeHapi) -> ExportJob:
-    work = ExportJob(Settings(), SimpleNamespace(), SimpleNamespace(), SimpleNamespace(), RecordingRunner())
+    work = ExportJob(Settings(), SimpleNamespace(), SimpleNamespace(), SimpleNamespace(), RecordingRunner(), Metrics())
     work.hapi = hapi
     return work
 

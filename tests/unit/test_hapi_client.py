@@ -14,11 +14,12 @@ from sidecar.devstack import free_port
 from sidecar.fhir.hapi_trouble import status_and_code
 from sidecar.hapi.client import HapiClient
 from sidecar.hapi.errors import HapiError, HapiErrorKind
+from sidecar.metrics.registry import Metrics
 
 
 async def started_client(base: str, tmp_path: Path, read_timeout: float = 60.0) -> HapiClient:
     client = HapiClient(Settings(upstream_url=base, public_url="http://public.example", data_dir=tmp_path,
-                                 upstream_read_timeout=read_timeout))
+                                 upstream_read_timeout=read_timeout), Metrics())
     await client.start()
     return client
 
@@ -113,3 +114,25 @@ def test_the_error_module_knows_nothing_of_aiohttp():
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not any(name.startswith("aiohttp") for name in imported)
+
+
+async def counted_errors(base: str, tmp_path: Path) -> dict[str, float]:
+    client = await started_client(base, tmp_path)
+    try:
+        with pytest.raises(HapiError):
+            await client.search("Patient", {"name": "x"})
+    finally:
+        await client.close()
+    return {kind: value for kind in ("unavailable", "server-error", "malformed")
+            if (value := client.metrics.registry.get_sample_value("pdex_sidecar_hapi_errors_total",
+                                                                  {"kind": kind}))}
+
+
+async def test_hapi_unreachable_is_counted_as_unavailable(tmp_path):
+    assert await counted_errors(f"http://127.0.0.1:{free_port()}/fhir", tmp_path) == {"unavailable": 1}
+
+
+async def test_a_5xx_answer_is_counted_as_a_server_error(tmp_path):
+    server, base = await serve_raw(http_answer("500 Server Error", b"{}"))
+    async with server:
+        assert await counted_errors(base, tmp_path) == {"server-error": 1}

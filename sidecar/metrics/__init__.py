@@ -1,0 +1,1 @@
+"""Prometheus metrics: one registry per app, served on the operator's own listener (README "Metrics")."""

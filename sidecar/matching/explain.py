@@ -23,6 +23,7 @@ from sidecar.matching.operation import BadRequest, parse
 from sidecar.matching.person import Person, person_of
 from sidecar.matching.scoring import Score, Scorer, load_nicknames, load_weights, outranked_siblings, \
     twin_named_nearly
+from sidecar.metrics.registry import Metrics
 
 
 def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _explain(settings: Settings, patient: dict, coverage: dict) -> int:
-    upstream = HapiClient(settings)
+    upstream = HapiClient(settings, Metrics())  # a one-off command: nobody scrapes its counts
     await upstream.start()
     try:
         names = RosterNames(upstream, settings.match_name_frequency_seconds)

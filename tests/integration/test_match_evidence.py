@@ -24,6 +24,7 @@ from sidecar.hapi.client import HapiClient
 from sidecar.matching.name_frequency import RosterNames
 from sidecar.matching.person import person_of
 from sidecar.matching.scoring import DEFAULT_WEIGHTS, Scorer, load_nicknames
+from sidecar.metrics.registry import Metrics
 from tests.integration.test_member_match import (FHIR_JSON, matched_id, matcher, member_match, parameters,  # noqa: F401
                                                  patient, store)
 
@@ -130,7 +131,7 @@ async def test_name_frequencies_come_from_hapis_roster_and_follow_its_changes(ha
     carriers = count(hapi.base_url) // 64 + 20  # about one member in sixty: a common name
     locations = store(hapi.base_url, [member(f"urn:uuid:{uuid.uuid4()}", "Given", family, date(1970, 1, 1), "female")
                                       for family in [rare] * 2 + [common] * carriers])
-    upstream = HapiClient(Settings(upstream_url=hapi.base_url))
+    upstream = HapiClient(Settings(upstream_url=hapi.base_url), Metrics())
     await upstream.start()
     try:
         names = RosterNames(upstream, 60.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import urllib.request
@@ -128,6 +129,10 @@ def count(base_url: str) -> int:
 async def test_name_frequencies_come_from_hapis_roster_and_follow_its_changes(hapi):
     run = uuid.uuid4().hex[:8].upper()
     common, rare = "Co" + letters(run), "Ra" + letters(run)
+    # Others first, in their own transaction, so that re-reading the whole roster is told apart from reading what
+    # changed even on a HAPI that holds nothing else.
+    store(hapi.base_url, [member(f"urn:uuid:{uuid.uuid4()}", "Other", "Ot" + letters(run), date(1960, 1, 1), "male")
+                          for _ in range(30)])
     carriers = count(hapi.base_url) // 64 + 20  # about one member in sixty: a common name
     locations = store(hapi.base_url, [member(f"urn:uuid:{uuid.uuid4()}", "Given", family, date(1970, 1, 1), "female")
                                       for family in [rare] * 2 + [common] * carriers])
@@ -147,7 +152,7 @@ async def test_name_frequencies_come_from_hapis_roster_and_follow_its_changes(ha
         assert (table.family[rare.lower()], table.family["re" + letters(run).lower()]) == (1, 1)
         assert table.family[common.lower()] == carriers + 1
         # What changed since the newest change seen (that one's transaction again, as `ge`), not the whole roster.
-        assert read < table.people // 2
+        assert read <= len(locations) + 2 < table.people
 
         scorer = Scorer(DEFAULT_WEIGHTS, load_nicknames(), table)
         weights = {}
@@ -170,4 +175,5 @@ def test_match_explain_prints_the_candidates_their_field_weights_and_why(hapi, p
     assert "decision: not-found" in done.stdout
     assert f"Patient/{people.ids['zoltar']}: kasimir / {people.name.lower()}" in done.stdout
     assert "member_id   other_subscription  -12.00" in done.stdout
-    assert f"best: Patient/{people.ids['zoltar']}, total 10.00 < threshold 20" in done.stdout
+    # The total depends on how rare the names are in the whole roster HAPI holds, which other tests share.
+    assert re.search(rf"best: Patient/{people.ids['zoltar']}, total \d+\.\d\d < threshold 20", done.stdout)

@@ -22,6 +22,7 @@ from sidecar.matching.matcher import Matcher
 from sidecar.matching.scoring import Scorer
 from sidecar.store import jobs
 from sidecar.store.db import Store
+from sidecar.store.grants import grants_of_member
 
 # Every field must agree at its best level: no typo, nickname, swapped names or one-day-off birth date is enough.
 STRICT_LEVELS = {"given": {"exact"}, "family": {"exact"}, "birth_date": {"exact"}, "member_id": {"agree"}}
@@ -104,8 +105,9 @@ class FormerMembers:
     async def recipients(self, patient_id: str) -> list[dict]:
         """Each organization this member's data was granted to: when, under which policy, until when, whether
         withdrawn, and the exports of that organization that carried the member while the grant was live."""
-        grants = await self.store.run(_grants_of, self.store, patient_id)
-        exports = await self.store.run(_completed_exports, self.store, sorted({g["organization"] for g in grants}))
+        grants = await self.store.run(grants_of_member, self.store, patient_id)
+        exports = await self.store.run(jobs.completed_exports, self.store,
+                                       sorted({g["organization"] for g in grants}))
         own = f"Patient/{patient_id}"
         carrying = await self._groups_with(own, sorted({g for job in exports if (g := _group_of(job["request_url"]))}))
         names = await self._organization_names({g["organization"] for g in grants})
@@ -143,21 +145,6 @@ def _same_zip(answer: str, patient: dict) -> bool:
     return len(wanted) == 5 and any(
         "".join(ch for ch in str(a.get("postalCode", "")) if ch.isdigit())[:5] == wanted
         for a in patient.get("address") or () if isinstance(a, dict))
-
-
-def _grants_of(store: Store, patient_id: str) -> list[dict]:
-    return [dict(r) for r in store.db.query(
-        "SELECT organization, policy, consent, valid_from, valid_until, revoked_at FROM grants "
-        "WHERE patient_id = ? ORDER BY valid_from", [patient_id])]
-
-
-def _completed_exports(store: Store, organizations: list[str]) -> list[dict]:
-    if not organizations:
-        return []
-    marks = ",".join("?" * len(organizations))
-    return [dict(r) for r in store.db.query(
-        f"SELECT organization, request_url, params, created_at, updated_at FROM jobs WHERE kind = ? AND state = ? "
-        f"AND organization IN ({marks})", [jobs.EXPORT, jobs.COMPLETE, *organizations])]
 
 
 def _group_of(request_url: str) -> str | None:

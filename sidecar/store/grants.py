@@ -38,6 +38,13 @@ def granted_members(store: Store, organization: str, at: float | None = None) ->
     return dict(rows)
 
 
+def grants_of_member(store: Store, patient_id: str) -> list[dict]:
+    """Every grant of one member's, live or ended, oldest first."""
+    return [dict(r) for r in store.db.query(
+        "SELECT organization, policy, consent, valid_from, valid_until, revoked_at FROM grants "
+        "WHERE patient_id = ? ORDER BY valid_from", [patient_id])]
+
+
 def revoke_grants(store: Store, patient_id: str, organization: str | None = None, at: float | None = None) -> list[dict]:
     """A member's opt-out: end every live grant of theirs (to one organization, or to all). Returns what ended."""
     now = time.time() if at is None else at

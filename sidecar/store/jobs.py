@@ -82,6 +82,16 @@ def live_jobs(store: Store) -> list[Job]:
         f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(LIVE_STATES))}) ORDER BY created_at", LIVE_STATES)]
 
 
+def completed_exports(store: Store, organizations: list[str]) -> list[dict]:
+    """The completed exports of these organizations: who, what was asked, when it was made and finished."""
+    if not organizations:
+        return []
+    marks = ",".join("?" * len(organizations))
+    return [dict(r) for r in store.db.query(
+        f"SELECT organization, request_url, params, created_at, updated_at FROM jobs WHERE kind = ? AND state = ? "
+        f"AND organization IN ({marks})", [EXPORT, COMPLETE, *organizations])]
+
+
 @dataclass(frozen=True)
 class JobTally:
     kind: str

@@ -2,8 +2,9 @@
 
 Granting intersects what a client asks for with what it is registered for and answers in the syntax it asked in
 (shared/DECISIONS.md 7). A v2 scope with a `?` constraint is refused rather than granted wider than it reads:
-the product enforces one constraint only, PDex's scope for Member Match Groups (`MATCH_GROUPS_SCOPE`). Only `system/` scopes exist for backend services; `patient/`
-and `user/` scopes need a launch context this server does not have.
+the product enforces one constraint only, PDex's scope for Member Match Groups (`MATCH_GROUPS_SCOPE`). Only
+`system/` scopes exist for backend services; `patient/` and `user/` scopes need a launch context this server does
+not have.
 """
 from __future__ import annotations
 

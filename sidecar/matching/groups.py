@@ -6,7 +6,8 @@ those ids, with the PDex search parameters `code`, `identifier` and `characteris
 `characteristic.valueReference` has that literal reference or that identifier (`system|value`, or the value alone).
 Every value is checked before anything reaches HAPI (a 400 naming the parameter). Another organization's Group is
 the same 404 as a missing one, and so is a Group other than `match` for a token whose Group access is PDex's
-Member Match Groups scope alone (`MATCH_GROUPS_SCOPE`). An operator's unrestricted client goes through the ordinary proxy.
+Member Match Groups scope alone (`MATCH_GROUPS_SCOPE`). An operator's unrestricted client goes through the
+ordinary proxy.
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from measure import interleaved, pct, run_block
 from sidecar.client.smart import ClientKey, request_token, token_form
 from sidecar.devstack import SidecarProcess, obtain_hapi
 from sidecar.store.clients import add_client
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.grants import Grant, add_grant
 
 CLIENTS = {"operator": ("ES384", True), "partner": ("ES384", False), "rs384": ("RS384", True),
@@ -32,7 +32,7 @@ CLIENTS = {"operator": ("ES384", True), "partner": ("ES384", False), "rs384": ("
 
 
 def register(data_dir: Path) -> dict[str, ClientKey]:
-    store = Store(data_dir)
+    store = SqliteStore(data_dir)
     keys = {}
     for name, (alg, unrestricted) in CLIENTS.items():
         keys[name] = ClientKey.generate(alg)
@@ -43,7 +43,7 @@ def register(data_dir: Path) -> dict[str, ClientKey]:
 
 
 def grant_member(data_dir: Path, patient_id: str) -> None:
-    store = Store(data_dir)
+    store = SqliteStore(data_dir)
     add_grant(store, Grant("Organization/bench-partner", patient_id, "#regular", None, time.time() - 1, None))
     store.close()
 

@@ -11,8 +11,8 @@ Both poll every 0.5 s. Prints each side's median seconds, the ratio sidecar/HAPI
 sidecar's peak resident memory while exporting (target < 150 MB whatever the export size), sampled every 50 ms.
 
 The sidecar runs from `.venv-product`, the package installed without extras as a payer deploys it (the Dockerfile
-does the same): this benchmark's own environment holds pandas and pyarrow (recordlinkage, smart-fetch), which
-sqlite-utils imports when present, and they alone weigh about 90 MB.
+does the same): this benchmark's own environment holds pandas and pyarrow (recordlinkage, smart-fetch), which a
+deployed sidecar has not, so its memory is measured without them.
 
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python bench/export.py [--members 1000] [--per-member 40] [--rounds 2]
@@ -39,7 +39,7 @@ from sidecar.client.smart import ClientKey, request_token
 from sidecar.devstack import REPO_ROOT, SidecarProcess, obtain_hapi
 from sidecar.disclosure.rules import REGULAR
 from sidecar.store.clients import add_client
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.grants import Grant, add_grant
 from sidecar.store.jobs import record_groups
 
@@ -81,7 +81,7 @@ async def load(session: aiohttp.ClientSession, base: str, members: int, per_memb
 
 def partner(data_dir: Path, group_id: str, patient_ids: list[str]) -> ClientKey:
     key = ClientKey.generate("ES384")
-    store = Store(data_dir)
+    store = SqliteStore(data_dir)
     try:
         add_client(store, "bench-partner", "Organization/bench-partner", SCOPES, jwks=key.public_jwks())
         now = time.time()

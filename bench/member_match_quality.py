@@ -61,7 +61,7 @@ from sidecar.devstack import SidecarProcess, obtain_hapi
 from sidecar.matching.person import person_of
 from sidecar.matching.scoring import GIVEN_AGREES, Score, Scorer, load_nicknames, load_weights
 from sidecar.store.clients import add_client
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 
 FHIR_JSON = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
 MATCH_SCOPE = "system/Patient.$member-match"
@@ -98,7 +98,7 @@ class MatchClient:
     def register(cls, sidecar: SidecarProcess) -> "MatchClient":
         key = ClientKey.generate("ES384")
         client_id = f"bench-match-{uuid.uuid4().hex[:10]}"
-        store = Store(sidecar.data_dir)
+        store = SqliteStore(sidecar.data_dir)
         try:
             add_client(store, client_id, f"Organization/{client_id}", MATCH_SCOPE, jwks=key.public_jwks())
         finally:

@@ -26,7 +26,7 @@ from measure import interleaved, pct, run_block
 from sidecar.client.smart import ClientKey, request_token
 from sidecar.devstack import SidecarProcess, obtain_hapi
 from sidecar.store.clients import add_client
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.grants import Grant, add_grant
 
 
@@ -54,7 +54,7 @@ REGULAR_CONSENT = "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-
 def register_partner(data_dir: Path, patient_ids: list[str]) -> ClientKey:
     """A partner payer's client granted every seeded member: its reads and searches go through the gate."""
     key = ClientKey.generate("ES384", kid="bench-partner")
-    store = Store(data_dir)
+    store = SqliteStore(data_dir)
     add_client(store, "bench-partner", "Organization/bench-partner", "system/*.read", jwks=key.public_jwks())
     for patient_id in patient_ids:
         add_grant(store, Grant("Organization/bench-partner", patient_id, REGULAR_CONSENT, None, time.time() - 1, None))
@@ -65,7 +65,7 @@ def register_partner(data_dir: Path, patient_ids: list[str]) -> ClientKey:
 def register_operator(data_dir: Path) -> ClientKey:
     """The payer's own unrestricted client: the proxy path a token check adds least to."""
     key = ClientKey.generate("ES384", kid="bench-operator")
-    store = Store(data_dir)
+    store = SqliteStore(data_dir)
     add_client(store, "bench-operator", "Organization/bench", "system/*.read", jwks=key.public_jwks(),
                unrestricted=True)
     store.close()

@@ -35,7 +35,7 @@ from sidecar.client.smart import ClientKey
 from sidecar.config import Settings
 from sidecar.devstack import SidecarProcess, obtain_hapi
 from sidecar.store.clients import add_client
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.exchanges import exchanges
 from sidecar.store.partners import DEFAULT_SCOPES, add_partner
 
@@ -121,7 +121,7 @@ async def measure(hapi_a: str, hapi_b: str, members: int, per_member: int) -> No
                              extra_env={"SIDECAR_PAYER_IDENTIFIERS": f"{NPI}|{npi_a}"}).start()
     try:
         key = ClientKey.generate("ES384")
-        store_a = Store(sidecar.data_dir)
+        store_a = SqliteStore(sidecar.data_dir)
         add_client(store_a, "payer-b", f"{NPI}|{NPI_B}", DEFAULT_SCOPES, jwks=key.public_jwks())
         store_a.close()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session:
@@ -135,7 +135,7 @@ async def measure(hapi_a: str, hapi_b: str, members: int, per_member: int) -> No
         key_file = data_b / "payer-a.jwks"
         key_file.write_text(json.dumps({"keys": [key.private_jwk()]}))
         settings = Settings(upstream_url=hapi_b, data_dir=data_b).validate()
-        store_b = Store(data_b)
+        store_b = SqliteStore(data_b)
         partner = add_partner(store_b, "payer-a", sidecar.fhir_base, "payer-b", key_file, [f"{NPI}|{npi_a}"])
         await asyncio.sleep(1.0)
         progress = Progress(stream=sys.stderr, interval=10.0)

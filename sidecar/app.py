@@ -49,7 +49,7 @@ from sidecar.provenance.transmitter import payer_reference
 from sidecar.proxy.routes import Refusal
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.rewrite import UrlMap
-from sidecar.store.db import Store
+from sidecar.store.db import Store, open_store
 from sidecar.store.secrets import shared_secret
 
 log = logging.getLogger("sidecar.access")
@@ -104,7 +104,7 @@ async def _stamp_request_id(request: web.Request, response: web.StreamResponse) 
 
 
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:
-    store = store or Store(settings.data_dir)
+    store = store or open_store(settings.store_url, settings.data_dir)
     audit = AuditLog(store)
     tokens = TokenService(issuer=f"{settings.public_base}/auth", audience=settings.public_fhir_base,
                           lifetime=settings.access_token_lifetime, clock_skew=settings.clock_skew_seconds)

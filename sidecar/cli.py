@@ -26,12 +26,13 @@ from sidecar.client.schedule import run_schedule
 from sidecar.client.smart import ClientKey, TokenRequestFailed, load_private_key, request_token
 from sidecar.config import ConfigError, load_settings
 from sidecar.conformance.command import add_parser as add_conformance_parser
-from sidecar.store.clients import Client, ClientError, add_client, all_clients, get_client, set_enabled
+from sidecar.store.clients import (Client, ClientError, add_client, all_clients, get_client, remove_client,
+                                    set_enabled)
 from sidecar.matching import explain as match_explain
 from sidecar.metrics.listener import metrics_listener
 from sidecar.matching.revocation import inactivate_consent
 from sidecar.reports import clocks
-from sidecar.store.db import Store
+from sidecar.store.db import Store, open_store
 from sidecar.store.exchanges import exchanges
 from sidecar.store.partners import DEFAULT_SCOPES, Partner, add_partner, all_partners, get_partner
 from sidecar.store.grants import revoke_grants
@@ -65,7 +66,8 @@ def _demo_load(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> Store:
-    return Store(load_settings(args.config).data_dir)
+    settings = load_settings(args.config)
+    return open_store(settings.store_url, settings.data_dir)
 
 
 def _describe(client: Client) -> str:
@@ -120,7 +122,7 @@ def _consent_revoke(args: argparse.Namespace) -> int:
     """A member's opt-out: their grants end at once (the running server notices within state_refresh_seconds),
     and the Consents stored at HAPI are marked inactive."""
     settings = load_settings(args.config)
-    store = Store(settings.data_dir)
+    store = open_store(settings.store_url, settings.data_dir)
     ended = revoke_grants(store, args.member, args.organization)
     _admin(store, "consent-revoked", None, {"member": args.member, "organization": args.organization,
                                             "grants": len(ended)})
@@ -142,13 +144,13 @@ DEMO_CLIENT = "demo-operator"
 def _demo_client(args: argparse.Namespace) -> int:
     """Register the demo's internal client once and keep its private key beside the database."""
     settings = load_settings(args.config)
-    store = Store(settings.data_dir)
+    store = open_store(settings.store_url, settings.data_dir)
     key_file = settings.data_dir / f"{DEMO_CLIENT}.jwks"
     if get_client(store, DEMO_CLIENT) is None or not key_file.exists():
         key = ClientKey.generate("ES384")
         key_file.touch(mode=0o600)
         key_file.write_bytes(orjson.dumps({"keys": [key.private_jwk()]}))
-        store.db["clients"].delete_where("client_id = ?", [DEMO_CLIENT])
+        remove_client(store, DEMO_CLIENT)
         add_client(store, DEMO_CLIENT, "Organization/demo-payer", "system/*.read", jwks=key.public_jwks(),
                    unrestricted=True)
         _admin(store, "client-added", DEMO_CLIENT, {"demo": True})
@@ -180,7 +182,7 @@ def _token(args: argparse.Namespace) -> int:
 
 def _keys_rotate(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    store = Store(settings.data_dir)
+    store = open_store(settings.store_url, settings.data_dir)
     # Keys retired longer ago than a token lives (plus skew) verify nothing any more.
     kid = create_signing_key(store, retire_after=settings.access_token_lifetime + settings.clock_skew_seconds)
     _admin(store, "signing-key-rotated", None, {"kid": kid})
@@ -230,7 +232,7 @@ def _partners_list(args: argparse.Namespace) -> int:
 def _pull(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     logs.configure(settings.log_level)
-    store = Store(settings.data_dir)
+    store = open_store(settings.store_url, settings.data_dir)
     if args.action == "status":
         return _pull_status(store, args.partner)
     if not args.partner:

@@ -29,6 +29,9 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464  # 0: no metrics listener
     data_dir: Path = Path(".data")
+    store_url: str = ""  # postgresql://USER:PASS@HOST:PORT/DB (replicas share it), sqlite:///PATH; unset: data_dir
+    files_dir: str = ""  # job files, on a volume every replica mounts; unset: {data_dir}/files
+    job_lease_seconds: float = 30.0
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 60.0
     upstream_pool_size: int = 64
@@ -89,6 +92,10 @@ class Settings:
         return f"{self.public_base}/fhir"
 
     @property
+    def job_files_dir(self) -> Path:
+        return Path(self.files_dir) if self.files_dir else self.data_dir / "files"
+
+    @property
     def timezone(self) -> ZoneInfo:
         return ZoneInfo(self.service_date_timezone)
 
@@ -115,6 +122,10 @@ class Settings:
             raise ConfigError("clock_skew_seconds must be between 0 and 300")
         if self.state_refresh_seconds <= 0:
             raise ConfigError("state_refresh_seconds must be positive")
+        if self.store_url and not self.store_url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            raise ConfigError("store_url must be postgresql://USER:PASS@HOST:PORT/DB or sqlite:///PATH")
+        if self.job_lease_seconds < 3:
+            raise ConfigError("job_lease_seconds must be at least 3")
         if not 1 <= self.lookback_years <= 100:
             raise ConfigError("lookback_years must be between 1 and 100")
         if not 1 <= self.prior_auth_months <= 120:

@@ -1,7 +1,9 @@
 """Local servers for tests, benchmarks and the demo: a real HAPI and the sidecar as a separate process.
 
 HAPI comes, in this order, from `HAPI_BASE_URL` (an external server), the official image through testcontainers
-when a Docker engine answers, or the Maven build in `hapi-config/` through `hapi-config/run-hapi`.
+when a Docker engine answers, or the Maven build in `hapi-config/` through `hapi-config/run-hapi`. PostgreSQL
+(the replicas' shared store) comes from `SIDECAR_TEST_POSTGRES_URL` (a server where databases may be created),
+else from `scripts/postgres` on a free port with its data in a temporary directory.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +23,7 @@ from typing import Callable
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HAPI_CONFIG = REPO_ROOT / "hapi-config"
 RUN_HAPI = HAPI_CONFIG / "run-hapi"
+RUN_POSTGRES = REPO_ROOT / "scripts" / "postgres"
 HAPI_IMAGE = os.environ.get("HAPI_IMAGE", "hapiproject/hapi:v8.6.0-1")
 
 
@@ -93,6 +97,41 @@ def _local_hapi(peer: bool) -> HapiServer:
         subprocess.run([str(RUN_HAPI), "stop"], env=env, check=False)
 
     return HapiServer(base, "run-hapi", stop)
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server on which each caller gets databases of its own (`database`)."""
+
+    url: str  # of its maintenance database; others share everything but the path
+    stop: Callable[[], None] = field(default=lambda: None, repr=False)
+
+    def database(self, prefix: str = "sidecar") -> str:
+        """A new empty database's URL."""
+        import psycopg
+
+        name = f"{prefix}_{os.urandom(6).hex()}"
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"{self.url.rsplit('/', 1)[0]}/{name}"
+
+
+def obtain_postgres() -> PostgresServer:
+    external = os.environ.get("SIDECAR_TEST_POSTGRES_URL")
+    if external:
+        return PostgresServer(external)
+    # Under /tmp itself: started by root, the server runs as `postgres`, which must reach its data directory.
+    data_dir = tempfile.mkdtemp(prefix="pdex-postgres-")
+    env = dict(os.environ, PG_DATA_DIR=data_dir, PG_PORT=str(free_port()))
+    subprocess.run([str(RUN_POSTGRES), "start"], env=env, check=True)
+    url = subprocess.run([str(RUN_POSTGRES), "url"], env=env, check=True, stdout=subprocess.PIPE,
+                         text=True).stdout.strip()
+
+    def stop() -> None:
+        subprocess.run([str(RUN_POSTGRES), "stop"], env=env, check=False)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    return PostgresServer(url, stop)
 
 
 def obtain_hapi(external_variable: str = "HAPI_BASE_URL") -> HapiServer:

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from sidecar.config import load_settings
-from sidecar.devstack import REPO_ROOT, HapiServer, SidecarProcess, obtain_hapi
+from sidecar.devstack import REPO_ROOT, HapiServer, PostgresServer, SidecarProcess, obtain_hapi, obtain_postgres
 from sidecar.validation.engine import Validator, build_jar
 from tests.smart import Registered, bearer_headers, register_client
 
@@ -32,6 +32,16 @@ def hapi() -> Iterator[HapiServer]:
 def peer_hapi() -> Iterator[HapiServer]:
     """A second payer's HAPI (HAPI_PEER_BASE_URL, else started like the first), shared by the tests that pull."""
     server = obtain_hapi("HAPI_PEER_BASE_URL")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server per test run; each test takes a database of its own from it."""
+    server = obtain_postgres()
     try:
         yield server
     finally:

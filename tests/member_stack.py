@@ -9,7 +9,7 @@ import aiohttp
 
 from sidecar.devstack import HapiServer, SidecarProcess
 from sidecar.store import jobs
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.grants import Grant, add_grant
 
 LOGIN_SYSTEM = "urn:test:member-login"
@@ -90,16 +90,16 @@ async def former_member(hapi: HapiServer, sidecar: SidecarProcess) -> FormerMemb
     stranger = await fhir_post(hapi, {"resourceType": "Patient", "name": [{"family": f"Stranger{unique}"}]})
     others = await fhir_post(hapi, {"resourceType": "Group", "type": "person", "actual": True,
                                     "member": [{"entity": {"reference": f"Patient/{stranger['id']}"}}]})
-    store = Store(sidecar.data_dir)
+    store = SqliteStore(sidecar.data_dir)
     try:
         add_grant(store, Grant(recipient, patient["id"],
                                "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular",
                                f"Consent/{consent['id']}", 1_700_000_000.0, 2_000_000_000.0))
         for exported in (group, others):
             job = jobs.create_job(store, jobs.EXPORT, "client-new-plan", recipient,
-                                  f"{sidecar.fhir_base}/Group/{exported['id']}/$davinci-data-export", {"export": {}})
-            store.db.execute("UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?",
-                             [jobs.COMPLETE, job.created_at + 42, job.id])
+                                  f"{sidecar.fhir_base}/Group/{exported['id']}/$davinci-data-export", {"export": {}},
+                                  jobs.Lease("member-stack", 30))
+            store.execute("UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?", [jobs.COMPLETE, job.created_at + 42, job.id])
     finally:
         store.close()
     return FormerMember("Grace", f"Leaver{unique}", "1971-07-14", member_id, "62704", patient["id"],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sidecar.client.smart import ClientKey, token_form
 from sidecar.store.clients import add_client
-from sidecar.store.db import Store
+from sidecar.store.db import open_store
 
 
 @dataclass(frozen=True)
@@ -19,11 +19,11 @@ class Registered:
 
 def register_client(data_dir: Path, *, scopes: str = "system/*.read", unrestricted: bool = False,
                     alg: str = "ES384", organization: str | None = None, jwks_url: str | None = None,
-                    key: ClientKey | None = None) -> Registered:
+                    key: ClientKey | None = None, store_url: str = "") -> Registered:
     key = key or ClientKey.generate(alg)
     client_id = f"client-{uuid.uuid4().hex[:12]}"
     organization = organization or f"Organization/{client_id}"
-    store = Store(data_dir)
+    store = open_store(store_url, data_dir)
     try:
         if jwks_url:
             add_client(store, client_id, organization, scopes, jwks_url=jwks_url, unrestricted=unrestricted)

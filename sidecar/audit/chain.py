@@ -2,8 +2,9 @@
 
 A record's hash covers its own fields and the previous record's hash, so altering or removing any record (other
 than the very last) breaks the chain at that point, and `verify` names where. The server queues records and a
-single writer appends them in small batches on the store's thread; each batch reads the chain head inside an
-immediate transaction, so several processes (replicas, admin commands) can append to one chain.
+single writer appends them in small batches on the store's thread. Each batch reads the chain head and appends
+after it inside a transaction holding the store's `audit` lock (SQLite's write lock; a PostgreSQL advisory lock),
+so the replicas and admin commands sharing a store append to one chain, one batch at a time, with no gap in `seq`.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Iterator
 
 import orjson
 
@@ -50,19 +52,18 @@ def append(store: Store, records: list[AuditRecord]) -> None:
     """Append records to the chain (synchronous; the server calls it on the store's thread)."""
     if not records:
         return
-    with store.transaction() as conn:
-        head = conn.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        prev = head[0] if head else GENESIS
+    with store.transaction(lock="audit"):
+        head = store.one("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        seq, prev = (head["seq"], head["hash"]) if head else (0, GENESIS)
         rows = []
         for record in records:
             row = record.row()
             row["prev_hash"] = prev
             row["hash"] = prev = record_hash(prev, row)
-            rows.append(row)
-        conn.executemany(
-            "INSERT INTO audit (at, event, client_id, organization, request, decision, reason, detail, prev_hash, "
-            "hash) VALUES (:at, :event, :client_id, :organization, :request, :decision, :reason, :detail, "
-            ":prev_hash, :hash)", rows)
+            seq += 1
+            rows.append((seq, *(row[name] for name in _FIELDS), row["prev_hash"], row["hash"]))
+        store.execute_many(f"INSERT INTO audit (seq, {', '.join(_FIELDS)}, prev_hash, hash) "
+                           f"VALUES ({', '.join('?' * (len(_FIELDS) + 3))})", rows)
 
 
 @dataclass(frozen=True)
@@ -72,14 +73,24 @@ class VerifyResult:
     problem: str | None = None
 
 
+def _records(store: Store, page: int = 5000) -> Iterator[dict]:
+    """The chain in order, a page at a time (a year of audit does not fit in memory at once)."""
+    after = None
+    while True:
+        rows = store.query(f"SELECT seq, prev_hash, hash, {', '.join(_FIELDS)} FROM audit "
+                           f"{'WHERE seq > ? ' if after is not None else ''}ORDER BY seq LIMIT {page}",
+                           [after] if after is not None else [])
+        yield from rows
+        if len(rows) < page:
+            return
+        after = rows[-1]["seq"]
+
+
 def verify(store: Store) -> VerifyResult:
     prev = GENESIS
     expected_seq = None
     count = 0
-    cursor = store.db.execute(f"SELECT seq, prev_hash, hash, {', '.join(_FIELDS)} FROM audit ORDER BY seq")
-    columns = [d[0] for d in cursor.description]
-    for values in cursor:
-        row = dict(zip(columns, values))
+    for row in _records(store):
         seq = row["seq"]
         if expected_seq is not None and seq != expected_seq:
             return VerifyResult(False, count, f"record {expected_seq} is missing")

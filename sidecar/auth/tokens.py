@@ -17,21 +17,34 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sidecar.store.db import Store
 
 ALGORITHM = "ES256"
+_KEYS_LOCK = "signing-keys"
+
+
+def _new_key() -> tuple[str, str]:
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return uuid.uuid4().hex, pem
 
 
 def create_signing_key(store: Store, retire_after: float | None = None) -> str:
     """Add a new signing key and retire the others; keys retired longer than `retire_after` ago are deleted."""
-    private = ec.generate_private_key(ec.SECP256R1())
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    kid = uuid.uuid4().hex
+    kid, pem = _new_key()
     now = time.time()
-    with store.transaction() as conn:
-        conn.execute("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", [now])
+    with store.transaction(lock=_KEYS_LOCK):
+        store.execute("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", [now])
         if retire_after is not None:
-            conn.execute("DELETE FROM signing_keys WHERE retired_at < ?", [now - retire_after])
-        conn.execute("INSERT INTO signing_keys (kid, private_pem, created_at) VALUES (?, ?, ?)", [kid, pem, now])
+            store.execute("DELETE FROM signing_keys WHERE retired_at < ?", [now - retire_after])
+        store.insert("signing_keys", {"kid": kid, "private_pem": pem, "created_at": now})
     return kid
+
+
+def create_first_signing_key(store: Store) -> None:
+    """The ring's first key, made by whichever replica starts first (the others find it and use it)."""
+    kid, pem = _new_key()
+    with store.transaction(lock=_KEYS_LOCK):
+        if store.scalar("SELECT COUNT(*) FROM signing_keys") == 0:
+            store.insert("signing_keys", {"kid": kid, "private_pem": pem, "created_at": time.time()})
 
 
 @dataclass(frozen=True)
@@ -43,12 +56,12 @@ class SigningKey:
 
 def load_signing_keys(store: Store) -> list[SigningKey]:
     """The ring, newest first; a first start creates the first key."""
-    rows = store.db.execute("SELECT kid, private_pem, retired_at FROM signing_keys ORDER BY created_at DESC").fetchall()
+    rows = store.query("SELECT kid, private_pem, retired_at FROM signing_keys ORDER BY created_at DESC")
     if not rows:
-        create_signing_key(store)
+        create_first_signing_key(store)
         return load_signing_keys(store)
-    return [SigningKey(kid, serialization.load_pem_private_key(pem.encode(), password=None), retired)
-            for kid, pem, retired in rows]
+    return [SigningKey(row["kid"], serialization.load_pem_private_key(row["private_pem"].encode(), password=None),
+                       row["retired_at"]) for row in rows]
 
 
 class TokenInvalid(Exception):

@@ -80,7 +80,7 @@ class ExportKickoff:
         request_url = f"{self.settings.public_fhir_base}/{request.path.removeprefix('/fhir/')}"
         if request.query_string:
             request_url += "?" + request.query_string
-        job = await self.store.run(jobs.create_job, self.store, jobs.EXPORT, caller.client.client_id,
+        job = await self.store.run(self.runner.create, jobs.EXPORT, caller.client.client_id,
                                    caller.client.organization, request_url,
                                    {"export": params.as_dict(), "unrestricted": not caller.is_partner,
                                     "reference_types": exported_reference_types(pairs, caller.scopes)})

@@ -1,15 +1,23 @@
 """Runs the sidecar's asynchronous jobs in the background; each kind of job registers its own work.
 
 A job runs once a slot is free (`job_concurrency`). Its work reports progress, writes its files into the job's
-directory and finishes by listing them; only then is the job complete. A restart resumes live jobs (the work
-starts again, knowing only what it stored). HAPI failing fails the job with a 5xx, anything else with a 500; a
-cancelled job stops and its files go. Completed jobs' files expire after `export_retention_seconds`.
+directory (under `files_dir`, which replicas share) and finishes by listing them; only then is the job complete.
+HAPI failing fails the job with a 5xx, anything else with a 500; a cancelled job stops and its files go. Completed
+jobs' files expire after `export_retention_seconds`.
+
+Replicas: the runner holds a lease on each job it runs and renews it every third of `job_lease_seconds`. A job
+whose lease ran out (its replica died) is claimed by whichever runner looks next and resumed: the work starts
+again, knowing only what it stored, and rewrites the job's files from the start, so none is duplicated. A job
+whose lease this runner lost (cancelled at another replica, or taken over after a stall) is stopped here.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import shutil
+import socket
 import time
 from functools import partial
 from pathlib import Path
@@ -40,16 +48,22 @@ def outcome_line(severity: str, code: str, diagnostics: str) -> bytes:
                          "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}]})
 
 
+def replica_name() -> str:
+    """This process's name as a lease owner: unique even for two replicas on one host."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
 class JobRunner:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.root = settings.data_dir / "jobs"
+        self.root = settings.job_files_dir
+        self.lease = jobs.Lease(replica_name(), settings.job_lease_seconds)
         self.tasks: dict[str, asyncio.Task] = {}
         self.work: dict[str, Work] = {}
         self.on_cancel: dict[str, Work] = {}
         self.slots = asyncio.Semaphore(settings.job_concurrency)
-        self._sweeper: asyncio.Task | None = None
+        self._background: list[asyncio.Task] = []
 
     def register(self, kind: str, work: Work, on_cancel: Work | None = None) -> None:
         """The work a job of `kind` does; `on_cancel` stops what that work started outside the sidecar."""
@@ -58,17 +72,51 @@ class JobRunner:
             self.on_cancel[kind] = on_cancel
 
     async def start(self) -> None:
-        for job in await self.store.run(jobs.live_jobs, self.store):
-            log.info("resuming job", extra={"job": job.id, "kind": job.kind, "state": job.state})
-            self.submit(job)
-        self._sweeper = asyncio.create_task(self._sweep(), name="job-retention")
+        await self._claim()
+        self._background = [asyncio.create_task(self._sweep(), name="job-retention"),
+                            asyncio.create_task(self._keep_leases(), name="job-leases")]
 
     async def close(self) -> None:
-        """Stops the work in hand; the jobs stay live in the store and resume at the next start."""
-        tasks = [*self.tasks.values(), *([self._sweeper] if self._sweeper else [])]
+        """Stops the work in hand; the jobs stay live in the store, handed back for another replica (or the next
+        start) to resume at once."""
+        tasks = [*self.tasks.values(), *self._background]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.store.run(jobs.release_leases, self.store, self.lease.owner)
+
+    def create(self, kind: str, client_id: str, organization: str, request_url: str, params: dict) -> jobs.Job:
+        """A new job's row, leased to this runner (on the store's thread; `submit` it once created)."""
+        return jobs.create_job(self.store, kind, client_id, organization, request_url, params, self.lease)
+
+    async def _claim(self) -> None:
+        """Take over the live jobs nobody holds (a new store's, a stopped or dead replica's) and run them."""
+        for job in await self.store.run(jobs.claim_jobs, self.store, self.lease):
+            log.info("resuming job", extra={"job": job.id, "kind": job.kind, "state": job.state})
+            self.submit(job)
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease.seconds / 3)
+            try:
+                held = list(self.tasks)
+                kept = await self.store.run(jobs.renew_leases, self.store, self.lease, held)
+                for job_id in set(held) - kept:
+                    await self._lost(job_id)
+                await self._claim()
+            except Exception:
+                log.exception("job lease renewal failed; retrying")
+
+    async def _lost(self, job_id: str) -> None:
+        """This runner no longer holds the job: cancelled elsewhere (its files go) or taken over (they stay)."""
+        log.warning("job lease lost; stopping its work here", extra={"job": job_id})
+        task = self.tasks.pop(job_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        job = await self.store.run(jobs.get_job, self.store, job_id)
+        if job is not None and job.state == jobs.CANCELLED:
+            shutil.rmtree(self.directory(job_id), ignore_errors=True)
 
     def directory(self, job_id: str) -> Path:
         return self.root / job_id
@@ -91,7 +139,9 @@ class JobRunner:
     async def _run(self, job: Job) -> None:
         async with self.slots:
             try:
-                await self.store.run(jobs.set_state_if_live, self.store, job.id, jobs.RUNNING)
+                if not await self.store.run(jobs.set_state_if_live, self.store, job.id, self.lease.owner,
+                                            jobs.RUNNING):
+                    return  # cancelled, or taken over by another replica, while it waited for a slot
                 await self.work[job.kind](job)
             except asyncio.CancelledError:
                 raise
@@ -107,7 +157,7 @@ class JobRunner:
 
     async def _fail(self, job: Job, status: int, reason: str) -> None:
         shutil.rmtree(self.directory(job.id), ignore_errors=True)
-        await self.store.run(partial(jobs.set_state_if_live, self.store, job.id, jobs.FAILED,
+        await self.store.run(partial(jobs.set_state_if_live, self.store, job.id, self.lease.owner, jobs.FAILED,
                                      error_status=status, error_text=reason))
 
     async def progress(self, job: Job, text: str) -> None:
@@ -122,7 +172,8 @@ class JobRunner:
 
     async def finish(self, job: Job, files: list[JobFile], transaction_time: str) -> None:
         expires = time.time() + self.settings.export_retention_seconds
-        if not await self.store.run(jobs.complete_job, self.store, job.id, files, transaction_time, expires):
+        if not await self.store.run(jobs.complete_job, self.store, job.id, self.lease.owner, files, transaction_time,
+                                    expires):
             shutil.rmtree(self.directory(job.id), ignore_errors=True)
             raise JobCancelled()
 

@@ -101,8 +101,9 @@ def _input_problem(member: dict, index: int) -> str | None:
 
 
 def _record(store: Store, organization: str, job_id: str, groups: dict[str, str], grants: list[Grant]) -> None:
-    """The job's Groups and grants, together or not at all; a resumed job whose Groups are recorded adds none."""
-    with store.transaction():
+    """The job's Groups and grants, together or not at all; a resumed job whose Groups are recorded adds none (the
+    lock makes that check hold when a replica that lost the job's lease records them at the same moment)."""
+    with store.transaction(lock="member-groups"):
         if set(groups.values()) <= set(jobs.groups_of(store, organization)):
             return
         jobs.record_groups(store, organization, job_id, groups)
@@ -139,7 +140,7 @@ class BulkMemberMatch:
         except BadRequest as exc:
             note_refusal(request, str(exc))
             return outcome_response(400, "invalid", str(exc), expression=[exc.expression] if exc.expression else None)
-        job = await self.store.run(jobs.create_job, self.store, jobs.BULK_MATCH, caller.client.client_id,
+        job = await self.store.run(self.runner.create, jobs.BULK_MATCH, caller.client.client_id,
                                    caller.client.organization, f"{self.settings.public_fhir_base}/Group/$bulk-member-match",
                                    {"members": members})
         self.runner.submit(job)

@@ -29,21 +29,19 @@ def refusal(store: Store, settings: ThrottleSettings, client_id: str, demographi
     """Why this attempt is throttled, or None. Runs on the store's thread."""
     since = (time.time() if now is None else now) - settings.window_seconds
     demographics_key, card_key = _key(demographics), _key(card)
-    cards = {row[0] for row in store.db.execute(
+    cards = {row["card_key"] for row in store.query(
         "SELECT DISTINCT card_key FROM match_attempts WHERE client_id = ? AND demographics_key = ? AND at > ?",
         [client_id, demographics_key, since])}
     if card_key not in cards and len(cards) >= settings.card_variants:
         return f"{len(cards)} different card numbers were already tried with these demographics"
-    attempts, failures = store.db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(outcome != 'match'), 0) FROM match_attempts WHERE client_id = ? AND at > ?",
-        [client_id, since]).fetchone()
+    tally = store.one("SELECT COUNT(*) AS attempts, COUNT(CASE WHEN outcome <> 'match' THEN 1 END) AS failures "
+                      "FROM match_attempts WHERE client_id = ? AND at > ?", [client_id, since]) or {}
+    attempts, failures = tally["attempts"], tally["failures"]
     if attempts >= settings.failure_floor and failures / attempts >= settings.failure_rate:
         return f"{failures} of this client's last {attempts} match attempts failed"
     return None
 
 
 def record(store: Store, client_id: str, demographics: str, card: str, outcome: str, now: float | None = None) -> None:
-    with store.transaction():
-        store.db.execute("INSERT INTO match_attempts (client_id, at, demographics_key, card_key, outcome) "
-                         "VALUES (?, ?, ?, ?, ?)",
-                         [client_id, time.time() if now is None else now, _key(demographics), _key(card), outcome])
+    store.insert("match_attempts", {"client_id": client_id, "at": time.time() if now is None else now,
+                                    "demographics_key": _key(demographics), "card_key": _key(card), "outcome": outcome})

@@ -22,7 +22,9 @@ import jinja2
 
 from sidecar.config import load_settings
 from sidecar.store import jobs
-from sidecar.store.db import Store
+from sidecar.store.exchanges import exchange_times
+from sidecar.store.optins import OptIn, all_optins
+from sidecar.store.db import Store, open_store
 
 REQUEST_WITHIN = timedelta(days=7)
 CONCURRENT_WITHIN = timedelta(days=92)
@@ -64,25 +66,25 @@ def _day(text: str | None) -> datetime | None:
 
 
 def requesting_rows(store: Store, now: datetime) -> list[Row]:
-    optins: dict[tuple[str, str], dict] = {}
-    for row in store.db.query("SELECT * FROM member_optins ORDER BY opted_in_at"):
+    optins: dict[tuple[str, str], OptIn] = {}
+    for row in all_optins(store):
         # The first opt-in starts the clock; a plan that is not a partner is member services' to request.
-        partner = row["partner"] or f"other: {row['other_plan'] or 'not named'}"
-        optins.setdefault((partner, row["member"]), row)
-    times = {(r["partner"], r["member"]): r for r in store.db.query("SELECT * FROM exchange_times")}
+        partner = row.partner or f"other: {row.other_plan or 'not named'}"
+        optins.setdefault((partner, row.member), row)
+    times = exchange_times(store)
     rows = []
     for partner, member in sorted(set(optins) | set(times)):
         optin, clock = optins.get((partner, member)), times.get((partner, member)) or {}
-        opted_in = _at(optin["opted_in_at"]) if optin else None
-        started = _day(optin["coverage_start"]) if optin else None
+        opted_in = _at(optin.opted_in_at) if optin else None
+        started = _day(optin.coverage_start) if optin else None
         due = max(m for m in (opted_in, started) if m) + REQUEST_WITHIN if (opted_in or started) else None
         requested, received = _at(clock.get("first_requested_at")), _at(clock.get("first_received_at"))
         late = due is not None and ((requested or now) > due)
-        concurrent = optin is not None and optin["withdrawn_at"] is None and (
-            not optin["prior_end"] or (_day(optin["prior_end"]) or now) >= now)
+        concurrent = optin is not None and optin.withdrawn_at is None and (
+            not optin.prior_end or (_day(optin.prior_end) or now) >= now)
         last_pull = _at(clock.get("last_pulled_at")) or received
         pull_late = concurrent and received is not None and now - (last_pull or received) > CONCURRENT_WITHIN
-        rows.append(Row("requesting", partner, member, _text(opted_in), optin["coverage_start"] or "" if optin else "",
+        rows.append(Row("requesting", partner, member, _text(opted_in), optin.coverage_start or "" if optin else "",
                         _text(due), _text(requested), "late" if late else "", _text(received), _text(last_pull),
                         "late" if pull_late else ""))
     return rows
@@ -90,8 +92,7 @@ def requesting_rows(store: Store, now: datetime) -> list[Row]:
 
 def responding_rows(store: Store) -> list[Row]:
     rows = []
-    for job in store.db.query("SELECT organization, kind, created_at, updated_at, state FROM jobs "
-                              "WHERE state IN (?, ?) ORDER BY created_at", [jobs.COMPLETE, jobs.FAILED]):
+    for job in jobs.answered_jobs(store):
         rows.append(Row("responding", job["organization"], request_kind=job["kind"],
                         request_received=_text(_at(job["created_at"])), answered=_text(_at(job["updated_at"])),
                         answer_seconds=f"{job['updated_at'] - job['created_at']:.1f}"))
@@ -136,7 +137,8 @@ def _day_argument(text: str) -> datetime:
 
 
 def _run(args: argparse.Namespace) -> int:
-    store = Store(load_settings(args.config).data_dir)
+    settings = load_settings(args.config)
+    store = open_store(settings.store_url, settings.data_dir)
     try:
         now = datetime.now(timezone.utc)
         end = args.to + timedelta(days=1) if args.to else None  # --to names the last day included

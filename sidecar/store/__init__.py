@@ -1,1 +1,1 @@
-"""The sidecar's own state (clients, replay cache, grants, signing keys, audit) in SQLite via sqlite-utils."""
+"""The sidecar's own state (clients, replay cache, grants, signing keys, jobs, audit) in SQLite or PostgreSQL."""

@@ -1,13 +1,11 @@
 """The client registry: who may ask for tokens, with which keys, for which organization and scopes."""
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import orjson
-import sqlite_utils.db
 
 from sidecar.store.db import Store
 
@@ -72,22 +70,22 @@ def add_client(store: Store, client_id: str, organization: str, scopes: str, *, 
            "jwks": orjson.dumps(public_keys_only(jwks)).decode() if jwks is not None else None,
            "jwks_url": jwks_url, "unrestricted": int(unrestricted), "enabled": 1, "tokens_valid_after": 0,
            "created_at": _now_text(), "updated_at": _now_text()}
-    try:
-        store.db["clients"].insert(row)
-    except sqlite3.IntegrityError as exc:
-        raise ClientError(f"client {client_id} is already registered") from exc
+    if not store.insert("clients", row, conflict="(client_id) DO NOTHING"):
+        raise ClientError(f"client {client_id} is already registered")
     return Client.from_row(row)
 
 
 def get_client(store: Store, client_id: str) -> Client | None:
-    try:
-        return Client.from_row(store.db["clients"].get(client_id))
-    except sqlite_utils.db.NotFoundError:
-        return None
+    row = store.one("SELECT * FROM clients WHERE client_id = ?", [client_id])
+    return Client.from_row(row) if row else None
 
 
 def all_clients(store: Store) -> list[Client]:
-    return [Client.from_row(row) for row in store.db["clients"].rows_where(order_by="client_id")]
+    return [Client.from_row(row) for row in store.query("SELECT * FROM clients ORDER BY client_id")]
+
+
+def remove_client(store: Store, client_id: str) -> None:
+    store.execute("DELETE FROM clients WHERE client_id = ?", [client_id])
 
 
 def set_enabled(store: Store, client_id: str, enabled: bool) -> Client:
@@ -97,5 +95,6 @@ def set_enabled(store: Store, client_id: str, enabled: bool) -> Client:
     changes: dict = {"enabled": int(enabled), "updated_at": _now_text()}
     if not enabled:
         changes["tokens_valid_after"] = time.time()
-    store.db["clients"].update(client_id, changes)
+    assignments = ", ".join(f"{name} = ?" for name in changes)
+    store.execute(f"UPDATE clients SET {assignments} WHERE client_id = ?", [*changes.values(), client_id])
     return get_client(store, client_id)

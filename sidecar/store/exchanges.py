@@ -42,8 +42,8 @@ class Exchange:
 
 
 def exchanges(store: Store, partner: str | None = None) -> list[Exchange]:
-    where, args = ("partner = ?", [partner]) if partner else (None, [])
-    return [Exchange.of(row) for row in store.db["exchanges"].rows_where(where, args, order_by="partner, member")]
+    where, args = ("WHERE partner = ?", [partner]) if partner else ("", [])
+    return [Exchange.of(row) for row in store.query(f"SELECT * FROM exchanges {where} ORDER BY partner, member", args)]
 
 
 def exchanges_of(store: Store, partner: str) -> dict[str, Exchange]:
@@ -52,8 +52,7 @@ def exchanges_of(store: Store, partner: str) -> dict[str, Exchange]:
 
 def exchange_state(store: Store, partner: str, member: str) -> str | None:
     """One member's state with one partner (None: never sent)."""
-    row = store.db.execute("SELECT state FROM exchanges WHERE partner = ? AND member = ?", [partner, member]).fetchone()
-    return row[0] if row else None
+    return store.scalar("SELECT state FROM exchanges WHERE partner = ? AND member = ?", [partner, member])
 
 
 def record_outcome(store: Store, partner: str, member: str, state: str, *, detail: str | None = None,
@@ -61,31 +60,34 @@ def record_outcome(store: Store, partner: str, member: str, state: str, *, detai
                    next_attempt: float | None = None) -> None:
     """A match attempt's outcome; a member already holding data keeps what was ingested."""
     now = time.time()
-    previous = list(store.db["exchanges"].rows_where("partner = ? AND member = ?", [partner, member]))
-    attempts = (previous[0]["attempts"] if previous else 0) + 1
-    ingested = previous[0]["ingested"] if previous else 0
-    store.db["exchanges"].upsert({"partner": partner, "member": member, "state": state, "detail": detail,
-                                  "partner_patient": partner_patient, "export_scope": export_scope,
-                                  "attempts": attempts, "next_attempt": next_attempt, "ingested": ingested,
-                                  "updated_at": now}, pk=("partner", "member"))
+    store.insert("exchanges", {"partner": partner, "member": member, "state": state, "detail": detail,
+                               "partner_patient": partner_patient, "export_scope": export_scope, "attempts": 1,
+                               "next_attempt": next_attempt, "ingested": 0, "updated_at": now},
+                 conflict="(partner, member) DO UPDATE SET state = excluded.state, detail = excluded.detail, "
+                          "partner_patient = excluded.partner_patient, export_scope = excluded.export_scope, "
+                          "attempts = exchanges.attempts + 1, next_attempt = excluded.next_attempt, "
+                          "updated_at = excluded.updated_at")
     if state != MISSING_DATA:  # a member never sent has no request time
-        store.db.execute("INSERT INTO exchange_times (partner, member, first_requested_at) VALUES (?, ?, ?) "
+        store.execute("INSERT INTO exchange_times (partner, member, first_requested_at) VALUES (?, ?, ?) "
                          "ON CONFLICT (partner, member) DO UPDATE SET first_requested_at = "
-                         "COALESCE(first_requested_at, excluded.first_requested_at)", [partner, member, now])
+                         "COALESCE(exchange_times.first_requested_at, excluded.first_requested_at)", [partner, member, now])
 
 
 def record_ingest(store: Store, partner: str, member: str | None, written: int, detail: str | None,
                   rows: list[dict]) -> None:
     """One member's ingest committed at HAPI (or, with no member, the resources of no member): the resources it
-    wrote and the member's state, in one SQLite transaction."""
+    wrote and the member's state, in one transaction."""
     with store.transaction():
-        if rows:
-            store.db["ingested"].upsert_all(rows, pk=("partner", "source"))
+        store.execute_many(
+            "INSERT INTO ingested (partner, source, local, member, digest, at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (partner, source) DO UPDATE SET local = excluded.local, member = excluded.member, "
+            "digest = excluded.digest, at = excluded.at",
+            [(r["partner"], r["source"], r["local"], r["member"], r["digest"], r["at"]) for r in rows])
         if member is not None:
-            store.db.execute("UPDATE exchanges SET state = ?, ingested = ingested + ?, detail = ?, updated_at = ? "
+            store.execute("UPDATE exchanges SET state = ?, ingested = ingested + ?, detail = ?, updated_at = ? "
                              "WHERE partner = ? AND member = ?",
                              [INGESTED, written, detail, time.time(), partner, member])
-            store.db.execute("UPDATE exchange_times SET first_received_at = COALESCE(first_received_at, ?) "
+            store.execute("UPDATE exchange_times SET first_received_at = COALESCE(first_received_at, ?) "
                              "WHERE partner = ? AND member = ?", [time.time(), partner, member])
 
 
@@ -93,29 +95,34 @@ def record_pulled(store: Store, partner: str, members: list[str], at: float | No
     """These members' data was brought up to date from the partner (an export fully ingested): the clock of
     concurrent coverage's quarterly pulls."""
     now = time.time() if at is None else at
-    store.db.conn.executemany("UPDATE exchange_times SET last_pulled_at = ? WHERE partner = ? AND member = ?",
+    store.execute_many("UPDATE exchange_times SET last_pulled_at = ? WHERE partner = ? AND member = ?",
                               [(now, partner, member) for member in members])
 
 
 def record_ingest_failure(store: Store, partner: str, member: str, detail: str) -> None:
-    store.db.execute("UPDATE exchanges SET state = ?, detail = ?, updated_at = ? WHERE partner = ? AND member = ?",
+    store.execute("UPDATE exchanges SET state = ?, detail = ?, updated_at = ? WHERE partner = ? AND member = ?",
                      [INGEST_FAILED, detail[:500], time.time(), partner, member])
 
 
 def ingested_digests(store: Store, partner: str) -> dict[str, str]:
     """Source reference (`Type/id` at the partner) → digest of what was ingested from it."""
-    return {row["source"]: row["digest"] for row in store.db.query(
+    return {row["source"]: row["digest"] for row in store.query(
         "SELECT source, digest FROM ingested WHERE partner = ?", [partner])}
 
 
 def last_transaction_time(store: Store, partner: str, export_scope: str) -> str | None:
-    rows = list(store.db["pull_exports"].rows_where("partner = ? AND export_scope = ?", [partner, export_scope]))
-    return rows[0]["transaction_time"] if rows else None
+    return store.scalar("SELECT transaction_time FROM pull_exports WHERE partner = ? AND export_scope = ?",
+                        [partner, export_scope])
 
 
 def record_transaction_time(store: Store, partner: str, export_scope: str, transaction_time: str) -> None:
-    store.db["pull_exports"].upsert({"partner": partner, "export_scope": export_scope,
-                                     "transaction_time": transaction_time}, pk=("partner", "export_scope"))
+    store.insert("pull_exports", {"partner": partner, "export_scope": export_scope, "transaction_time": transaction_time},
+                 conflict="(partner, export_scope) DO UPDATE SET transaction_time = excluded.transaction_time")
+
+
+def exchange_times(store: Store) -> dict[tuple[str, str], dict]:
+    """(partner, member) → when the member was first requested from the partner, first received, last pulled."""
+    return {(r["partner"], r["member"]): r for r in store.query("SELECT * FROM exchange_times")}
 
 
 @dataclass(frozen=True)
@@ -128,5 +135,6 @@ class ExchangeTally:
 
 def exchange_tallies(store: Store) -> list[ExchangeTally]:
     """How many members stand in each state with each partner, and the resources ingested for them."""
-    return [ExchangeTally(*row) for row in store.db.execute(
-        "SELECT partner, state, COUNT(*), SUM(ingested) FROM exchanges GROUP BY partner, state").fetchall()]
+    return [ExchangeTally(row["partner"], row["state"], row["members"], row["ingested"]) for row in store.query(
+        "SELECT partner, state, COUNT(*) AS members, CAST(SUM(ingested) AS BIGINT) AS ingested FROM exchanges "
+        "GROUP BY partner, state")]

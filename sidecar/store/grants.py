@@ -22,27 +22,26 @@ class Grant:
 
 
 def add_grant(store: Store, grant: Grant) -> None:
-    store.db["grants"].insert({"organization": grant.organization, "patient_id": grant.patient_id,
-                               "consent": grant.consent, "policy": grant.policy, "valid_from": grant.valid_from,
-                               "valid_until": grant.valid_until, "revoked_at": None})
+    store.execute("INSERT INTO grants (organization, patient_id, consent, policy, valid_from, valid_until) "
+                  "VALUES (?, ?, ?, ?, ?, ?)", [grant.organization, grant.patient_id, grant.consent, grant.policy,
+                                                grant.valid_from, grant.valid_until])
 
 
 def granted_members(store: Store, organization: str, at: float | None = None) -> dict[str, str]:
     """Patient id → consent policy URI of each member granted now; when a member has several valid grants, the
     most recent consent decides (a member who narrowed to `#regular` is not widened by an older `#sensitive`)."""
     now = time.time() if at is None else at
-    rows = store.db.execute(
+    rows = store.query(
         "SELECT patient_id, policy FROM grants WHERE organization = ? AND revoked_at IS NULL "
-        "AND valid_from <= ? AND (valid_until IS NULL OR valid_until > ?) ORDER BY valid_from, rowid",
+        "AND valid_from <= ? AND (valid_until IS NULL OR valid_until > ?) ORDER BY valid_from, id",
         [organization, now, now])
-    return dict(rows)
+    return {row["patient_id"]: row["policy"] for row in rows}
 
 
 def grants_of_member(store: Store, patient_id: str) -> list[dict]:
     """Every grant of one member's, live or ended, oldest first."""
-    return [dict(r) for r in store.db.query(
-        "SELECT organization, policy, consent, valid_from, valid_until, revoked_at FROM grants "
-        "WHERE patient_id = ? ORDER BY valid_from", [patient_id])]
+    return store.query("SELECT organization, policy, consent, valid_from, valid_until, revoked_at FROM grants "
+                       "WHERE patient_id = ? ORDER BY valid_from, id", [patient_id])
 
 
 def revoke_grants(store: Store, patient_id: str, organization: str | None = None, at: float | None = None) -> list[dict]:
@@ -51,7 +50,5 @@ def revoke_grants(store: Store, patient_id: str, organization: str | None = None
     where, args = "patient_id = ? AND revoked_at IS NULL", [patient_id]
     if organization is not None:
         where, args = where + " AND organization = ?", args + [organization]
-    with store.transaction():
-        ended = [dict(row) for row in store.db.query(f"SELECT organization, consent FROM grants WHERE {where}", args)]
-        store.db.execute(f"UPDATE grants SET revoked_at = ? WHERE {where}", [now, *args])
-    return ended
+    return store.query(f"UPDATE grants SET revoked_at = ? WHERE {where} RETURNING organization, consent",
+                       [now, *args])

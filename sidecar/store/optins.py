@@ -34,33 +34,30 @@ def record_optin(store: Store, member: str, partner: str | None, other_plan: str
     row = {"member": member, "partner": partner, "other_plan": other_plan, "policy": policy, "consent": consent,
            "coverage": coverage, "coverage_start": coverage_start, "prior_end": prior_end,
            "opted_in_at": time.time() if at is None else at, "withdrawn_at": None}
-    row["id"] = store.db["member_optins"].insert(row).last_pk
+    row["id"] = store.scalar(f"INSERT INTO member_optins ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
+                             "RETURNING id", list(row.values()))
     return OptIn.of(row)
 
 
 def optins_of(store: Store, member: str) -> list[OptIn]:
-    return [OptIn.of(r) for r in store.db["member_optins"].rows_where("member = ?", [member], order_by="id")]
+    return [OptIn.of(r) for r in store.query("SELECT * FROM member_optins WHERE member = ? ORDER BY id", [member])]
 
 
 def all_optins(store: Store) -> list[OptIn]:
-    return [OptIn.of(r) for r in store.db["member_optins"].rows_where(order_by="id")]
+    """Every opt-in, in the order they were made."""
+    return [OptIn.of(r) for r in store.query("SELECT * FROM member_optins ORDER BY opted_in_at, id")]
 
 
 def withdraw(store: Store, member: str, optin_id: int, at: float | None = None) -> OptIn | None:
     """End one of the member's live opt-ins; None when it is not theirs or already withdrawn."""
-    with store.transaction():
-        rows = list(store.db["member_optins"].rows_where("id = ? AND member = ? AND withdrawn_at IS NULL",
-                                                         [optin_id, member]))
-        if not rows:
-            return None
-        now = time.time() if at is None else at
-        store.db.execute("UPDATE member_optins SET withdrawn_at = ? WHERE id = ?", [now, optin_id])
-    return OptIn.of({**rows[0], "withdrawn_at": now})
+    row = store.one("UPDATE member_optins SET withdrawn_at = ? WHERE id = ? AND member = ? AND withdrawn_at IS NULL "
+                    "RETURNING *", [time.time() if at is None else at, optin_id, member])
+    return OptIn.of(row) if row else None
 
 
 def pending_members(store: Store, partner: str) -> list[str]:
     """Members who opted in for this partner and were never sent to it: what `pull --schedule` requests."""
-    return [row[0] for row in store.db.execute(
+    return [row["member"] for row in store.query(
         "SELECT DISTINCT o.member FROM member_optins o LEFT JOIN exchanges e "
         "ON e.partner = o.partner AND e.member = o.member "
         "WHERE o.partner = ? AND o.withdrawn_at IS NULL AND e.member IS NULL ORDER BY o.member", [partner])]

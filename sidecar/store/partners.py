@@ -6,7 +6,6 @@ actor of the Consents members gave us): `Organization/x`, `system|value`, or a d
 """
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,19 +45,17 @@ def add_partner(store: Store, name: str, fhir_base: str, client_id: str, private
     row = {"name": name, "fhir_base": fhir_base.rstrip("/"), "client_id": client_id,
            "private_jwks_file": str(private_jwks_file.resolve()), "identifiers": orjson.dumps(identifiers).decode(),
            "scopes": " ".join(scopes.split()), "created_at": datetime.now(timezone.utc).isoformat()}
-    try:
-        store.db["partners"].insert(row)
-    except sqlite3.IntegrityError as exc:
-        raise ClientError(f"partner {name} is already registered") from exc
+    if not store.insert("partners", row, conflict="(name) DO NOTHING"):
+        raise ClientError(f"partner {name} is already registered")
     return Partner.from_row(row)
 
 
 def get_partner(store: Store, name: str) -> Partner:
-    rows = list(store.db["partners"].rows_where("name = ?", [name]))
-    if not rows:
+    row = store.one("SELECT * FROM partners WHERE name = ?", [name])
+    if row is None:
         raise ClientError(f"no partner named {name}; add it with `pdex-sidecar partners add`")
-    return Partner.from_row(rows[0])
+    return Partner.from_row(row)
 
 
 def all_partners(store: Store) -> list[Partner]:
-    return [Partner.from_row(row) for row in store.db["partners"].rows_where(order_by="name")]
+    return [Partner.from_row(row) for row in store.query("SELECT * FROM partners ORDER BY name")]

@@ -8,6 +8,5 @@ from sidecar.store.db import Store
 
 def shared_secret(store: Store, name: str, make: Callable[[], str]) -> str:
     """The secret called `name`, made with `make` by whichever process asks first."""
-    with store.transaction() as conn:
-        conn.execute("INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)", [name, make()])
-        return conn.execute("SELECT value FROM secrets WHERE name = ?", [name]).fetchone()[0]
+    store.execute("INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", [name, make()])
+    return store.scalar("SELECT value FROM secrets WHERE name = ?", [name])

@@ -7,7 +7,7 @@ from typing import Iterator
 import pytest
 
 from sidecar.devstack import HapiServer, SidecarProcess
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.partners import add_partner
 from tests.conftest import STATE_REFRESH_SECONDS, THIS_PAYER
 from tests.member_stack import LOGIN_SYSTEM, PARTNER_A, PARTNER_A_ID, PARTNER_B
@@ -27,7 +27,7 @@ def oidc() -> Iterator[OidcProvider]:
 def member_sidecar(hapi: HapiServer, oidc: OidcProvider, tmp_path_factory: pytest.TempPathFactory
                    ) -> Iterator[SidecarProcess]:
     data = tmp_path_factory.mktemp("member-sidecar")
-    store = Store(data)
+    store = SqliteStore(data)
     key = data / "unused-key.jwks"
     key.write_text('{"keys": []}')
     add_partner(store, PARTNER_A, "https://payer-a.example/fhir", "us-at-a", key, [PARTNER_A_ID])

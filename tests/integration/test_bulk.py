@@ -201,7 +201,7 @@ def bulk_match(sidecar, bearer: str, bundles: list[dict]) -> tuple[str, int, byt
 
 
 def test_one_malformed_member_goes_to_nonmatched_and_the_good_one_is_matched_and_granted(hapi, sidecar):
-    from sidecar.store.db import Store
+    from sidecar.store.sqlite import SqliteStore
     from sidecar.store.grants import granted_members
 
     person, card, patient_id = seed_member(hapi, uuid.uuid4().hex[:8])
@@ -223,7 +223,7 @@ def test_one_malformed_member_goes_to_nonmatched_and_the_good_one_is_matched_and
     errors = [o for item in manifest["error"] for o in ndjson(item["url"], bearer)]
     assert len(errors) == 1 and "MemberBundle 1" in errors[0]["issue"][0]["diagnostics"]
     assert "birthDate" in errors[0]["issue"][0]["diagnostics"]
-    store = Store(sidecar.data_dir)
+    store = SqliteStore(sidecar.data_dir)
     try:
         assert set(granted_members(store, partner.organization)) == {patient_id}
     finally:
@@ -232,7 +232,7 @@ def test_one_malformed_member_goes_to_nonmatched_and_the_good_one_is_matched_and
 
 def test_a_bulk_match_whose_groups_cannot_be_stored_fails_and_leaves_no_grants_or_consents(hapi, tmp_path):
     from sidecar.devstack import SidecarProcess
-    from sidecar.store.db import Store
+    from sidecar.store.sqlite import SqliteStore
     from sidecar.store.grants import granted_members
     from tests.relay import FailingRelay
 
@@ -248,7 +248,7 @@ def test_a_bulk_match_whose_groups_cannot_be_stored_fails_and_leaves_no_grants_o
             status_url, status, body = bulk_match(sidecar, bearer, [
                 member_bundle(person, card, consent(partner.organization))])
             assert status >= 500, body[:300]
-            store = Store(sidecar.data_dir)
+            store = SqliteStore(sidecar.data_dir)
             try:
                 assert granted_members(store, partner.organization) == {}
             finally:
@@ -652,14 +652,14 @@ def test_the_capability_statement_lists_the_group_searches_a_partner_can_make_an
 
 def test_an_export_interrupted_by_a_crash_resumes_after_restart(world, hapi, tmp_path):
     from sidecar.devstack import SidecarProcess
-    from sidecar.store.db import Store
+    from sidecar.store.sqlite import SqliteStore
     from sidecar.store.grants import Grant, add_grant
     from sidecar.store.jobs import record_groups
 
     sidecar = SidecarProcess(hapi.base_url, tmp_path / "restarted").start()
     try:
         client = register_client(sidecar.data_dir, scopes=PARTNER_SCOPES)
-        store = Store(sidecar.data_dir)
+        store = SqliteStore(sidecar.data_dir)
         members = [world.patients[i] for i in sorted(world.matched)][:10]
         for member in members:
             add_grant(store, Grant(client.organization, member, "regular", None, time.time() - 60, None))
@@ -685,7 +685,7 @@ def export_through_broken_hapi(world: World, hapi, tmp_path: Path, fail_when) ->
     """A Group export by a partner of 5 matched members, through a relay that fails HAPI requests `fail_when`
     picks: the final status, its body, the paths HAPI was asked for, and the sidecar's data directory."""
     from sidecar.devstack import SidecarProcess
-    from sidecar.store.db import Store
+    from sidecar.store.sqlite import SqliteStore
     from sidecar.store.grants import Grant, add_grant
     from sidecar.store.jobs import record_groups
     from tests.relay import FailingRelay
@@ -694,7 +694,7 @@ def export_through_broken_hapi(world: World, hapi, tmp_path: Path, fail_when) ->
         sidecar = SidecarProcess(relay.base_url, tmp_path / "broken").start()
         try:
             client = register_client(sidecar.data_dir, scopes=PARTNER_SCOPES)
-            store = Store(sidecar.data_dir)
+            store = SqliteStore(sidecar.data_dir)
             for member in [world.patients[i] for i in sorted(world.matched)][:5]:
                 add_grant(store, Grant(client.organization, member, "regular", None, time.time() - 60, None))
             record_groups(store, client.organization, "test", {"match": world.groups["match"]["id"]})

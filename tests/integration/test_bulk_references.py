@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.grants import Grant, add_grant
 from sidecar.store.jobs import record_groups
 from tests.integration.test_bulk import PARTNER_SCOPES, await_job, call, ndjson, token
@@ -101,7 +101,7 @@ def partner_with_grants(data_dir, hapi_base: str, grants: dict[str, str]) -> tup
     """A partner holding the given grants (patient id → policy) and a Member Match Group of those patients."""
     partner = register_client(data_dir, scopes=PARTNER_SCOPES)
     group = member_group(hapi_base, list(grants))
-    store = Store(data_dir)
+    store = SqliteStore(data_dir)
     try:
         for patient, policy in grants.items():
             add_grant(store, Grant(partner.organization, patient, policy, None, time.time() - 60, None))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.grants import Grant, add_grant
 from tests.integration.test_discovery_and_audit import audit_rows
 from tests.smart import Registered, bearer_headers, register_client
@@ -53,7 +53,7 @@ def history(hapi, sidecar) -> Loaded:
     ids = {key: "/".join(entry["response"]["location"].split("/")[:2])
            for key, entry in zip(member.keys_in_order(), answer["entry"])}
     clients = {}
-    store = Store(sidecar.data_dir)
+    store = SqliteStore(sidecar.data_dir)
     try:
         for policy in POLICIES:
             clients[policy] = register_client(sidecar.data_dir)

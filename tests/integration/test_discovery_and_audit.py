@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from sidecar.client.smart import ClientKey
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.partners import all_partners
 from tests.conftest import THIS_PAYER
 from tests.smart import bearer_headers
@@ -60,7 +60,7 @@ def test_partners_add_discover_stores_the_partners_fhir_base(sidecar, tmp_path, 
                             "--private-jwks", str(key_file)],
                            env=dict(os.environ, SIDECAR_DATA_DIR=str(tmp_path)), capture_output=True, text=True)
     assert added.returncode == 0, added.stderr
-    assert [p.fhir_base for p in all_partners(Store(tmp_path))] == [sidecar.fhir_base]
+    assert [p.fhir_base for p in all_partners(SqliteStore(tmp_path))] == [sidecar.fhir_base]
 
 
 async def test_capability_statement_names_smart_and_the_token_url_without_a_partial_oauth_uris(anonymous, sidecar):
@@ -81,11 +81,9 @@ async def asyncio_sleep_for_audit() -> None:
 
 
 def audit_rows(sidecar, where: str, *args) -> list[dict]:
-    store = Store(sidecar.data_dir)
+    store = SqliteStore(sidecar.data_dir)
     try:
-        cursor = store.db.execute(f"SELECT * FROM audit WHERE {where} ORDER BY seq", list(args))
-        columns = [d[0] for d in cursor.description]
-        return [dict(zip(columns, row)) for row in cursor]
+        return store.query(f"SELECT * FROM audit WHERE {where} ORDER BY seq", list(args))
     finally:
         store.close()
 
@@ -117,11 +115,11 @@ async def test_audit_chain_verifies_and_a_tampered_copy_does_not(anonymous, side
 
     copy = tmp_path / "copy"
     copy.mkdir()
-    source = Store(sidecar.data_dir)
+    source = SqliteStore(sidecar.data_dir)
     source.db.execute("PRAGMA wal_checkpoint(FULL)")
     source.close()
     shutil.copy(sidecar.data_dir / "sidecar.db", copy / "sidecar.db")
-    altered = Store(copy)
+    altered = SqliteStore(copy)
     altered.db.execute("UPDATE audit SET decision = 'allowed' WHERE decision = 'refused' AND event = 'request'")
     altered.close()
     broken = subprocess.run([sys.executable, "-m", "sidecar", "audit", "verify"],

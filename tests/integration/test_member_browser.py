@@ -21,7 +21,7 @@ from typing import Iterator
 import pytest
 
 from sidecar.devstack import REPO_ROOT, SidecarProcess
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.partners import DEFAULT_SCOPES, add_partner
 from tests.conftest import THIS_PAYER
 from tests.integration.test_member_match import NPI
@@ -240,7 +240,7 @@ def test_a_member_who_opts_in_is_pulled_from_the_previous_payer_and_sees_data_re
     key_file = data_b / "at-a.jwks"
     key_file.write_text(json.dumps({"keys": [client.key.private_jwk()]}))
     partner = f"Payer A {run}"
-    store = Store(data_b)
+    store = SqliteStore(data_b)
     try:
         add_partner(store, partner, sidecar.fhir_base, client.client_id, key_file, [THIS_PAYER])
     finally:

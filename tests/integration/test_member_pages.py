@@ -18,7 +18,7 @@ import pytest
 from sidecar.client.local_fhir import LocalFhir
 from sidecar.client.member_requests import member_requests
 from sidecar.devstack import SidecarProcess, free_port
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.partners import get_partner
 from tests.conftest import THIS_PAYER
 from tests.integration.test_profiles import HREX_CONSENT, assert_conforms
@@ -30,10 +30,10 @@ pytestmark = pytest.mark.hapi
 async def audited(data_dir, condition: str, patient_id: str) -> list[str]:
     """The details of this member's audit records meeting `condition`, once the server's audit writer has caught
     up."""
-    store = Store(data_dir)
+    store = SqliteStore(data_dir)
     try:
         for _ in range(50):
-            details = [row[0] for row in store.db.execute(
+            details = [row["detail"] for row in store.query(
                 f"SELECT detail FROM audit WHERE {condition} AND detail LIKE ?", [f'%"{patient_id}"%'])]
             if details:
                 return details
@@ -91,7 +91,7 @@ async def test_an_opt_in_writes_the_hrex_consent_and_prior_coverage_that_pull_se
     assert actors["performer"]["identifier"] == dict(zip(("system", "value"), PARTNER_A_ID.split("|")))
     assert actors["IRCP"]["identifier"] == dict(zip(("system", "value"), THIS_PAYER.split("|")))
     assert consent["provision"]["period"]["start"] == date.today().isoformat()
-    store = Store(member_sidecar.data_dir)
+    store = SqliteStore(member_sidecar.data_dir)
     try:
         partner = get_partner(store, PARTNER_A)
     finally:
@@ -178,10 +178,9 @@ async def test_a_former_member_sees_who_received_their_data_and_withdraws_like_c
     async with browser_like.post(f"{member_sidecar.public_url}/member/former/withdraw",
                                  data={"csrf": csrf_of(page)}) as resp:
         assert "stopped on" in await resp.text()
-    store = Store(member_sidecar.data_dir)
+    store = SqliteStore(member_sidecar.data_dir)
     try:
-        revoked = store.db.execute("SELECT revoked_at FROM grants WHERE patient_id = ?",
-                                   [former.patient_id]).fetchone()[0]
+        revoked = store.scalar("SELECT revoked_at FROM grants WHERE patient_id = ?", [former.patient_id])
     finally:
         store.close()
     assert revoked is not None

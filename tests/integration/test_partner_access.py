@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.grants import Grant, add_grant
 from tests.smart import bearer_headers
 
@@ -33,7 +33,7 @@ async def member_with_observations(seed, unique: str, n: int, observations: int 
 
 
 def grant(sidecar, organization: str, patient_id: str) -> None:
-    store = Store(sidecar.data_dir)
+    store = SqliteStore(sidecar.data_dir)
     try:
         add_grant(store, Grant(organization, patient_id, "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-"
                                "hrex-consent.html#regular", None, time.time() - 1, None))

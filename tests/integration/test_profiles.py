@@ -36,7 +36,7 @@ from sidecar.client.ingest import provenance
 from sidecar.devstack import SidecarProcess, free_port
 from sidecar.disclosure.claims import BASIS_PROFILES, claim_kind
 from sidecar.matching.match_groups import build_groups
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.grants import Grant, add_grant
 from sidecar.validation.command import write_report
 from sidecar.validation.engine import Validator
@@ -311,7 +311,7 @@ def claims(hapi, sidecar, validator) -> dict[str, tuple[dict, dict]]:
     locations = dict(zip((e["fullUrl"] for e in entries), store(hapi.base_url, entries)))
     member = locations[urns["Patient/Patient2"]].split("/")[1]
     partner = register_client(sidecar.data_dir)
-    db = Store(sidecar.data_dir)
+    db = SqliteStore(sidecar.data_dir)
     try:
         add_grant(db, Grant(partner.organization, member,
                             "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#sensitive",

@@ -24,7 +24,7 @@ import pytest
 from sidecar.devstack import SidecarProcess, free_port
 from sidecar.disclosure.claims import BASIS_PROFILES
 from sidecar.provenance.transmitter import PDEX_PROVENANCE
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.partners import DEFAULT_SCOPES
 from tests.integration.test_bulk import SUD, call
 from tests.integration.test_profiles import PDEX_PROVENANCE as PDEX_2_2_PROVENANCE, assert_none, errors
@@ -75,10 +75,10 @@ class PayerB:
     def everything_ingested(self) -> list[dict]:
         """What pulls from this partner wrote, read back from our HAPI: each resource the pull records as ingested
         (the partner's data and Provenances), and our own Provenances of them."""
-        store = Store(self.data_dir)
+        store = SqliteStore(self.data_dir)
         try:
-            written = [row["local"] for row in store.db.query("SELECT local FROM ingested WHERE partner = ?",
-                                                              [self.partner])]
+            written = [row["local"] for row in store.query("SELECT local FROM ingested WHERE partner = ?",
+                                                           [self.partner])]
         finally:
             store.close()
         read = []

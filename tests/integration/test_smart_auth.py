@@ -19,7 +19,7 @@ from jwcrypto import jws as jwcrypto_jws
 from jwt.utils import base64url_decode, base64url_encode
 
 from sidecar.client.smart import JWT_BEARER, ClientKey, client_assertion
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from tests.smart import bearer_headers
 
 pytestmark = pytest.mark.hapi
@@ -232,10 +232,10 @@ async def test_jku_other_than_the_registered_url_is_refused(anonymous, register,
 
 
 def sidecar_signing_key(sidecar) -> tuple[str, ec.EllipticCurvePrivateKey]:
-    store = Store(sidecar.data_dir)
+    store = SqliteStore(sidecar.data_dir)
     try:
-        kid, pem = store.db.execute(
-            "SELECT kid, private_pem FROM signing_keys WHERE retired_at IS NULL").fetchone()
+        key = store.one("SELECT kid, private_pem FROM signing_keys WHERE retired_at IS NULL")
+        kid, pem = key["kid"], key["private_pem"]
     finally:
         store.close()
     return kid, serialization.load_pem_private_key(pem.encode(), password=None)

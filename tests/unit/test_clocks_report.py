@@ -13,8 +13,10 @@ import pytest
 from sidecar.cli import main
 from sidecar.store import exchanges as ex
 from sidecar.store import jobs
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.optins import record_optin
+
+LEASE = jobs.Lease("test", 30)
 
 NOW = datetime.now(timezone.utc)
 DAY = 86400.0
@@ -24,7 +26,7 @@ def at(days_ago: float) -> float:
     return (NOW - timedelta(days=days_ago)).timestamp()
 
 
-def sent(store: Store, monkeypatch, member: str, days_ago: float, state: str = ex.MATCHED) -> None:
+def sent(store: SqliteStore, monkeypatch, member: str, days_ago: float, state: str = ex.MATCHED) -> None:
     monkeypatch.setattr(ex, "time", types.SimpleNamespace(time=lambda: at(days_ago)))
     ex.record_outcome(store, "payer-a", member, state)
 
@@ -32,7 +34,7 @@ def sent(store: Store, monkeypatch, member: str, days_ago: float, state: str = e
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     monkeypatch.setenv("SIDECAR_DATA_DIR", str(tmp_path))
-    opened = Store(tmp_path)
+    opened = SqliteStore(tmp_path)
     yield opened
     opened.close()
 
@@ -74,9 +76,8 @@ def test_concurrent_coverage_last_pulled_more_than_92_days_ago_is_late(store, mo
 
 
 def test_a_partner_request_shows_how_long_it_took_to_answer(store, capsys):
-    job = jobs.create_job(store, jobs.BULK_MATCH, "client-x", "Organization/payer-b", "https://x/fhir", {})
-    store.db.execute("UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?",
-                     [jobs.COMPLETE, job.created_at + 12.5, job.id])
+    job = jobs.create_job(store, jobs.BULK_MATCH, "client-x", "Organization/payer-b", "https://x/fhir", {}, LEASE)
+    store.execute("UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?", [jobs.COMPLETE, job.created_at + 12.5, job.id])
     row = rows_of(capsys)[jobs.BULK_MATCH]
     assert (row["side"], row["partner"], row["answer_seconds"]) == ("responding", "Organization/payer-b", "12.5")
 

@@ -8,13 +8,13 @@ import pytest
 from sidecar.config import Settings
 from sidecar.jobs.runner import JobRunner
 from sidecar.store import jobs
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.jobs import Job
 
 
 @pytest.fixture
 async def runner(tmp_path):
-    store = Store(tmp_path)
+    store = SqliteStore(tmp_path)
     runner = JobRunner(Settings(data_dir=tmp_path), store)
     yield runner
     await runner.close()
@@ -22,7 +22,7 @@ async def runner(tmp_path):
 
 
 async def started(runner: JobRunner, kind: str) -> Job:
-    job = await runner.store.run(jobs.create_job, runner.store, kind, "client", "Organization/o", "url", {})
+    job = await runner.store.run(runner.create, kind, "client", "Organization/o", "url", {})
     runner.submit(job)
     return job
 

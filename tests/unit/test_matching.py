@@ -16,7 +16,7 @@ from sidecar.matching.name_frequency import NameFrequencies
 from sidecar.matching.person import fold, member_id, person_of
 from sidecar.matching.scoring import (DEFAULT_WEIGHTS, Scorer, decide, frequency_adjustment, load_nicknames,
                                      load_weights, shared_ssns)
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 
 SCORER = Scorer(DEFAULT_WEIGHTS, load_nicknames())
 BARS = (Settings().match_threshold, Settings().match_margin, Settings().match_individual_minimum)
@@ -196,7 +196,7 @@ def test_coverage_must_point_at_the_member_patient():
 # --- throttling ----------------------------------------------------------------------------------------------
 
 def test_new_card_numbers_beyond_the_limit_are_refused_but_a_known_one_is_not(tmp_path: Path):
-    store = Store(tmp_path)
+    store = SqliteStore(tmp_path)
     limits = throttle.ThrottleSettings(card_variants=3)
     for card in ("1", "2", "3"):
         throttle.record(store, "c", "lily|chen|1980", card, "not-found", now=1000)
@@ -207,7 +207,7 @@ def test_new_card_numbers_beyond_the_limit_are_refused_but_a_known_one_is_not(tm
 
 
 def test_a_client_that_mostly_fails_is_refused(tmp_path: Path):
-    store = Store(tmp_path)
+    store = SqliteStore(tmp_path)
     limits = throttle.ThrottleSettings(failure_floor=10, failure_rate=0.9)
     for i in range(10):
         throttle.record(store, "c", f"person-{i}", "", "not-found", now=1000)

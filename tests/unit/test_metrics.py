@@ -14,12 +14,14 @@ from sidecar.metrics.registry import Metrics
 from sidecar.metrics.store_gauges import StoreGauges
 from sidecar.store import exchanges as ex
 from sidecar.store import jobs
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
+
+LEASE = jobs.Lease("test", 30)
 
 
 @pytest.fixture
 def store(tmp_path):
-    opened = Store(tmp_path)
+    opened = SqliteStore(tmp_path)
     yield opened
     opened.close()
 
@@ -79,10 +81,10 @@ def gauges(collector: StoreGauges) -> dict[tuple[str, tuple], float]:
 
 
 async def test_jobs_are_counted_by_kind_and_state_with_the_oldest_live_ones_age(store):
-    old = jobs.create_job(store, jobs.EXPORT, "c", "Organization/o", "url", {})
-    store.db.execute("UPDATE jobs SET created_at = ? WHERE id = ?", [time.time() - 120, old.id])
-    jobs.create_job(store, jobs.EXPORT, "c", "Organization/o", "url", {})
-    done = jobs.create_job(store, jobs.BULK_MATCH, "c", "Organization/o", "url", {})
+    old = jobs.create_job(store, jobs.EXPORT, "c", "Organization/o", "url", {}, LEASE)
+    store.execute("UPDATE jobs SET created_at = ? WHERE id = ?", [time.time() - 120, old.id])
+    jobs.create_job(store, jobs.EXPORT, "c", "Organization/o", "url", {}, LEASE)
+    done = jobs.create_job(store, jobs.BULK_MATCH, "c", "Organization/o", "url", {}, LEASE)
     jobs.update_job(store, done.id, state=jobs.COMPLETE)
     collector = StoreGauges(store)
     await collector.refresh()
@@ -113,7 +115,7 @@ async def test_a_scrape_reads_the_store_again_and_answers_prometheus_text(aiohtt
     collector = StoreGauges(store)
     metrics.registry.register(collector)
     client = await aiohttp_client(metrics_app(metrics, collector))
-    jobs.create_job(store, jobs.EXPORT, "c", "Organization/o", "url", {})
+    jobs.create_job(store, jobs.EXPORT, "c", "Organization/o", "url", {}, LEASE)
     answer = await client.get("/metrics")
     assert answer.status == 200
     assert answer.headers["Content-Type"].startswith("text/plain; version=")

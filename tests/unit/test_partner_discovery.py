@@ -12,7 +12,7 @@ from sidecar.client.smart import ClientKey
 from sidecar.config import Settings
 from sidecar.devstack import free_port
 from sidecar.discovery.davinci_configuration import davinci_configuration
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.partners import all_partners
 
 DOC = "https://b.example/.well-known/davinci-configuration"
@@ -98,4 +98,4 @@ def test_an_unreachable_partner_exits_1_and_stores_nothing(tmp_path, monkeypatch
                    "--client-id", "us", "--private-jwks", str(key_file)])
     assert status == 1
     assert "unreachable" in capsys.readouterr().err
-    assert all_partners(Store(tmp_path)) == []
+    assert all_partners(SqliteStore(tmp_path)) == []

@@ -7,7 +7,7 @@ import pytest
 
 from sidecar.cli import main
 from sidecar.client.smart import ClientKey
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.partners import all_partners
 
 
@@ -27,11 +27,11 @@ def test_a_key_file_without_a_private_key_is_refused(data_dir, capsys):
     key_file.write_bytes(orjson.dumps(ClientKey.generate("ES384").public_jwks()))
     assert add(key_file) == 2
     assert "holds no private JWK" in capsys.readouterr().err
-    assert all_partners(Store(data_dir)) == []
+    assert all_partners(SqliteStore(data_dir)) == []
 
 
 def test_a_private_key_file_registers_the_partner(data_dir):
     key_file = data_dir / "private.jwks"
     key_file.write_bytes(orjson.dumps({"keys": [ClientKey.generate("ES384").private_jwk()]}))
     assert add(key_file) == 0
-    assert [p.private_jwks_file for p in all_partners(Store(data_dir))] == [str(key_file.resolve())]
+    assert [p.private_jwks_file for p in all_partners(SqliteStore(data_dir))] == [str(key_file.resolve())]

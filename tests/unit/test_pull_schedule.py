@@ -10,7 +10,7 @@ from sidecar.client.pull import PullOptions
 from sidecar.client.schedule import run_schedule
 from sidecar.config import Settings
 from sidecar.store import exchanges as ex
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from sidecar.store.optins import record_optin, withdraw
 from sidecar.store.partners import Partner
 
@@ -21,7 +21,7 @@ class Stop(Exception):
     pass
 
 
-async def scheduled(store: Store, days: int, on_pull=None) -> list[PullOptions]:
+async def scheduled(store: SqliteStore, days: int, on_pull=None) -> list[PullOptions]:
     """Run the schedule for `days` daily checks (time advanced by the fake sleep); the pulls it asked for."""
     settings = replace(Settings(), pull_optin_check_hours=24.0, pull_interval_days=90.0)
     now = [0.0]
@@ -45,7 +45,7 @@ async def scheduled(store: Store, days: int, on_pull=None) -> list[PullOptions]:
 
 @pytest.fixture
 def store(tmp_path):
-    opened = Store(tmp_path)
+    opened = SqliteStore(tmp_path)
     yield opened
     opened.close()
 

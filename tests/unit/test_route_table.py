@@ -10,7 +10,7 @@ import pytest
 from sidecar.app import create_app
 from sidecar.devstack import free_port
 from sidecar.gate.table import ROUTES, Needs
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from tests.smart import bearer_headers, register_client
 from tests.unit.test_upstream_trouble import TOKEN_URL, settings_for
 
@@ -81,11 +81,11 @@ async def test_the_audit_record_names_the_route_and_the_resolved_interaction(app
     client, auth = app_client
     await client.get("/fhir/Observation/o1", headers=auth)
     await asyncio.sleep(0.3)  # audit records are written in batches
-    store = Store(tmp_path)
+    store = SqliteStore(tmp_path)
     try:
-        row = store.db.execute("SELECT reason, detail FROM audit WHERE request = 'GET /fhir/Observation/o1'").fetchone()
+        row = store.one("SELECT reason, detail FROM audit WHERE request = 'GET /fhir/Observation/o1'")
     finally:
         store.close()
-    assert row[0].startswith("403 ")
-    detail = json.loads(row[1])
+    assert row["reason"].startswith("403 ")
+    detail = json.loads(row["detail"])
     assert (detail["route"], detail["interaction"], detail["status"]) == ("proxy", "read", 403)

@@ -7,17 +7,17 @@ import jwt
 import pytest
 
 from sidecar.auth.tokens import TokenInvalid, TokenService, create_signing_key, load_signing_keys
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 
 
-def service(store: Store, lifetime: int = 300) -> TokenService:
+def service(store: SqliteStore, lifetime: int = 300) -> TokenService:
     tokens = TokenService("https://sidecar.example/auth", "https://sidecar.example/fhir", lifetime, clock_skew=5)
     tokens.use_keys(load_signing_keys(store))
     return tokens
 
 
 def test_issued_token_checks_back_to_its_client_and_scope(tmp_path):
-    tokens = service(Store(tmp_path))
+    tokens = service(SqliteStore(tmp_path))
     token, issued = tokens.issue("client-a", "system/*.read")
     checked = tokens.check(token)
     assert (checked.client_id, checked.scope) == ("client-a", "system/*.read")
@@ -25,7 +25,7 @@ def test_issued_token_checks_back_to_its_client_and_scope(tmp_path):
 
 
 def test_token_issued_before_rotation_stays_valid_and_new_tokens_use_the_new_key(tmp_path):
-    store = Store(tmp_path)
+    store = SqliteStore(tmp_path)
     tokens = service(store)
     old, _ = tokens.issue("client-a", "system/*.read")
     new_kid = create_signing_key(store, retire_after=335)
@@ -36,11 +36,11 @@ def test_token_issued_before_rotation_stays_valid_and_new_tokens_use_the_new_key
 
 
 def test_keys_retired_longer_ago_than_a_token_lives_are_dropped(tmp_path):
-    store = Store(tmp_path)
+    store = SqliteStore(tmp_path)
     tokens = service(store)
     old, _ = tokens.issue("client-a", "system/*.read")
     create_signing_key(store)
-    store.db.execute("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NOT NULL", [time.time() - 1000])
+    store.execute("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NOT NULL", [time.time() - 1000])
     create_signing_key(store, retire_after=335)
     tokens.use_keys(load_signing_keys(store))
     with pytest.raises(TokenInvalid, match="not issued by this server"):
@@ -48,7 +48,7 @@ def test_keys_retired_longer_ago_than_a_token_lives_are_dropped(tmp_path):
 
 
 def test_expired_token_is_refused_even_when_cached(tmp_path):
-    store = Store(tmp_path)
+    store = SqliteStore(tmp_path)
     tokens = service(store, lifetime=1)
     token, _ = tokens.issue("client-a", "system/*.read")
     tokens.check(token)
@@ -61,11 +61,11 @@ def test_expired_token_is_refused_even_when_cached(tmp_path):
 @pytest.mark.parametrize("token", ["", "abc", "a.b.c", "eyJhbGciOiJub25lIn0.e30."])
 def test_garbage_is_refused_as_invalid(tmp_path, token):
     with pytest.raises(TokenInvalid):
-        service(Store(tmp_path)).check(token)
+        service(SqliteStore(tmp_path)).check(token)
 
 
 def test_token_for_another_audience_is_refused(tmp_path):
-    store = Store(tmp_path)
+    store = SqliteStore(tmp_path)
     mine = service(store)
     theirs = TokenService("https://sidecar.example/auth", "https://other.example/fhir", 300, clock_skew=5)
     theirs.use_keys(load_signing_keys(store))

@@ -12,7 +12,7 @@ from sidecar.app import create_app
 from sidecar.config import Settings
 from sidecar.devstack import free_port
 from sidecar.logs import JsonFormatter
-from sidecar.store.db import Store
+from sidecar.store.sqlite import SqliteStore
 from tests.smart import bearer_headers, register_client
 
 TOKEN_URL = "http://public.example/auth/token"
@@ -156,9 +156,9 @@ async def test_hapi_trouble_is_audited_with_the_status_the_client_got(aiohttp_cl
     resp = await client.get("/fhir/Patient/p1", headers=auth)
     assert resp.status == 503
     await asyncio.sleep(0.3)  # audit records are written in batches
-    store = Store(tmp_path)
+    store = SqliteStore(tmp_path)
     try:
-        detail = store.db.execute("SELECT detail FROM audit WHERE request LIKE 'GET /fhir/Patient/p1%'").fetchone()[0]
+        detail = store.scalar("SELECT detail FROM audit WHERE request LIKE 'GET /fhir/Patient/p1%'")
     finally:
         store.close()
     assert json.loads(detail)["status"] == 503

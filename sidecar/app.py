@@ -173,7 +173,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.on_response_prepare.append(_stamp_request_id)
     discovery = smart_configuration_handler(settings)
     app.router.add_get("/health/live", live, name="health-live")
-    app.router.add_get("/health/ready", ready_handler(upstream), name="health-ready")
+    app.router.add_get("/health/ready", ready_handler(upstream, store), name="health-ready")
     app.router.add_get("/.well-known/smart-configuration", discovery, name="root-smart-configuration")
     davinci = davinci_configuration_handler(settings)
     app.router.add_get("/.well-known/davinci-configuration", davinci, name="root-davinci-configuration")

@@ -32,7 +32,7 @@ from sidecar.matching import explain as match_explain
 from sidecar.metrics.listener import metrics_listener
 from sidecar.matching.revocation import inactivate_consent
 from sidecar.reports import clocks
-from sidecar.store.db import Store, open_store
+from sidecar.store.db import Store, StoreUnavailable, open_store
 from sidecar.store.exchanges import exchanges
 from sidecar.store.partners import DEFAULT_SCOPES, Partner, add_partner, all_partners, get_partner
 from sidecar.store.grants import revoke_grants
@@ -377,6 +377,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pdex-sidecar: configuration error: {exc}", file=sys.stderr)
         return 2
-    except ClientError as exc:
+    except (ClientError, StoreUnavailable) as exc:
         print(f"pdex-sidecar: {exc}", file=sys.stderr)
         return 2

@@ -174,11 +174,10 @@ class SidecarProcess:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> "SidecarProcess":
-        env = dict(os.environ, SIDECAR_UPSTREAM_URL=self.upstream_url, SIDECAR_PUBLIC_URL=self.public_url,
-                   SIDECAR_HOST="127.0.0.1", SIDECAR_PORT=str(self.port),
-                   SIDECAR_METRICS_HOST="127.0.0.1", SIDECAR_METRICS_PORT=str(self.metrics_port),
-                   SIDECAR_DATA_DIR=str(self.data_dir),
-                   **self.extra_env)
+        env = {**os.environ, "SIDECAR_UPSTREAM_URL": self.upstream_url, "SIDECAR_PUBLIC_URL": self.public_url,
+               "SIDECAR_HOST": "127.0.0.1", "SIDECAR_PORT": str(self.port),
+               "SIDECAR_METRICS_HOST": "127.0.0.1", "SIDECAR_METRICS_PORT": str(self.metrics_port),
+               "SIDECAR_DATA_DIR": str(self.data_dir), **self.extra_env}
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "sidecar.log"
         with open(self.log_path, "ab") as log:

@@ -134,10 +134,18 @@ class AuditLog:
                 self._pending.append(self._queue.get_nowait())
             batch, self._pending = self._pending, []
             try:
-                await self.store.run(append, self.store, batch)
+                await self._append(batch)
             except Exception:
                 # A failed write must not take requests down; the records go to the log so they are not lost.
                 log.exception("audit append failed", extra={"records": [r.row() for r in batch]})
+
+    async def _append(self, batch: list[AuditRecord]) -> None:
+        """One retry: a store connection found broken fails its first statement and is opened again for the next."""
+        try:
+            await self.store.run(append, self.store, batch)
+        except Exception:
+            log.warning("audit append failed; retrying once", exc_info=True)
+            await self.store.run(append, self.store, batch)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
 import shutil
 import socket
 import time
@@ -48,9 +46,10 @@ def outcome_line(severity: str, code: str, diagnostics: str) -> bytes:
                          "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}]})
 
 
-def replica_name() -> str:
-    """This process's name as a lease owner: unique even for two replicas on one host."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+def replica_name(settings: Settings) -> str:
+    """This replica's name as a lease owner: its host and data directory, so two replicas never share one (each has
+    its own host, or its own data directory) and a replica restarted after a crash takes its jobs back at once."""
+    return f"{socket.gethostname()}:{settings.data_dir.resolve()}"
 
 
 class JobRunner:
@@ -58,7 +57,7 @@ class JobRunner:
         self.settings = settings
         self.store = store
         self.root = settings.job_files_dir
-        self.lease = jobs.Lease(replica_name(), settings.job_lease_seconds)
+        self.lease = jobs.Lease(replica_name(settings), settings.job_lease_seconds)
         self.tasks: dict[str, asyncio.Task] = {}
         self.work: dict[str, Work] = {}
         self.on_cancel: dict[str, Work] = {}
@@ -92,6 +91,8 @@ class JobRunner:
     async def _claim(self) -> None:
         """Take over the live jobs nobody holds (a new store's, a stopped or dead replica's) and run them."""
         for job in await self.store.run(jobs.claim_jobs, self.store, self.lease):
+            if job.id in self.tasks:  # already running here (the claim renewed its lease)
+                continue
             log.info("resuming job", extra={"job": job.id, "kind": job.kind, "state": job.state})
             self.submit(job)
 

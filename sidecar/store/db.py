@@ -22,6 +22,10 @@ T = TypeVar("T")
 DATABASE_FILE = "sidecar.db"
 
 
+class StoreUnavailable(RuntimeError):
+    """The store cannot be opened (PostgreSQL down or refusing); the message names the server, never a password."""
+
+
 class Store:
     """The operations store functions use; `SqliteStore` and `PostgresStore` carry them out."""
 
@@ -95,6 +99,10 @@ class Store:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def ping(self) -> None:
+        """Raises unless the database answers."""
+        self.scalar("SELECT 1")
 
     def changed(self) -> bool:
         """True once after clients, signing keys or grants changed, by this process or any other."""

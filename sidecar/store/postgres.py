@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import psycopg
 from psycopg.rows import dict_row
 
-from sidecar.store.db import Store
+from sidecar.store.db import Store, StoreUnavailable
 from sidecar.store.schema import migrate
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -34,8 +34,11 @@ class PostgresStore(Store):
         self.changed()
 
     def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                               application_name="pdex-sidecar")
+        try:
+            return psycopg.connect(self.url, autocommit=True, row_factory=dict_row,
+                                   connect_timeout=CONNECT_TIMEOUT_SECONDS, application_name="pdex-sidecar")
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot reach the PostgreSQL store: {str(exc).strip()}") from None
 
     def _cursor(self) -> psycopg.Cursor:
         if self.conn.closed and not self._depth:

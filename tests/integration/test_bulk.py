@@ -718,7 +718,7 @@ def test_hapi_failing_mid_job_fails_the_export_with_a_5xx_and_no_manifest(world,
     outcome = json.loads(body)
     assert outcome["resourceType"] == "OperationOutcome" and "output" not in outcome
     assert any(breaks in path for path in seen)
-    assert not any((data_dir / "jobs").glob("*/*"))
+    assert not any((data_dir / "files").glob("*/*"))
 
 
 @pytest.mark.parametrize("breaks", ["/$export", "$export-poll-status"], ids=["at-kickoff", "while-polling"])

@@ -209,6 +209,6 @@ def test_hapi_failing_while_reference_data_is_fetched_fails_the_export_with_no_m
             assert 500 <= status < 600, body[:300]
             assert "output" not in body.decode()
             assert relay.seen.count("/fhir/Practitioner/_search") == 2
-            assert not any((sidecar.data_dir / "jobs").glob("*/*"))
+            assert not any((sidecar.data_dir / "files").glob("*/*"))
         finally:
             sidecar.stop()

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import shutil
 import socket
 import time
@@ -46,10 +48,10 @@ def outcome_line(severity: str, code: str, diagnostics: str) -> bytes:
                          "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}]})
 
 
-def replica_name(settings: Settings) -> str:
-    """This replica's name as a lease owner: its host and data directory, so two replicas never share one (each has
-    its own host, or its own data directory) and a replica restarted after a crash takes its jobs back at once."""
-    return f"{socket.gethostname()}:{settings.data_dir.resolve()}"
+def replica_name() -> str:
+    """This process's name as a lease owner: its own even beside another replica on the same host and data
+    directory (a crashed process's jobs wait for their leases to run out, whoever restarts)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class JobRunner:
@@ -57,7 +59,7 @@ class JobRunner:
         self.settings = settings
         self.store = store
         self.root = settings.job_files_dir
-        self.lease = jobs.Lease(replica_name(settings), settings.job_lease_seconds)
+        self.lease = jobs.Lease(replica_name(), settings.job_lease_seconds)
         self.tasks: dict[str, asyncio.Task] = {}
         self.work: dict[str, Work] = {}
         self.on_cancel: dict[str, Work] = {}
@@ -91,7 +93,7 @@ class JobRunner:
     async def _claim(self) -> None:
         """Take over the live jobs nobody holds (a new store's, a stopped or dead replica's) and run them."""
         for job in await self.store.run(jobs.claim_jobs, self.store, self.lease):
-            if job.id in self.tasks:  # already running here (the claim renewed its lease)
+            if job.id in self.tasks:  # held here, but its renewal came late: it is running already
                 continue
             log.info("resuming job", extra={"job": job.id, "kind": job.kind, "state": job.state})
             self.submit(job)

@@ -92,13 +92,11 @@ _LIVE = f"state IN ({','.join('?' * len(LIVE_STATES))})"
 
 
 def claim_jobs(store: Store, lease: Lease, now: float | None = None) -> list[Job]:
-    """Lease to `lease.owner` every live job whose lease ran out, that never had one, or that it held before it
-    restarted; oldest first."""
+    """Lease to `lease.owner` every live job whose lease ran out (or that never had one), oldest first."""
     now = time.time() if now is None else now
     rows = store.query(
         f"UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE {_LIVE} "
-        "AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?) RETURNING *",
-        [lease.owner, now + lease.seconds, *LIVE_STATES, now, lease.owner])
+        "AND (lease_until IS NULL OR lease_until < ?) RETURNING *", [lease.owner, now + lease.seconds, *LIVE_STATES, now])
     return sorted((Job.of(row) for row in rows), key=lambda job: job.created_at)
 
 

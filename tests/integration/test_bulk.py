@@ -656,7 +656,8 @@ def test_an_export_interrupted_by_a_crash_resumes_after_restart(world, hapi, tmp
     from sidecar.store.grants import Grant, add_grant
     from sidecar.store.jobs import record_groups
 
-    sidecar = SidecarProcess(hapi.base_url, tmp_path / "restarted").start()
+    # The restarted process is another lease owner: it takes the job over once the crashed one's lease runs out.
+    sidecar = SidecarProcess(hapi.base_url, tmp_path / "restarted", extra_env={"SIDECAR_JOB_LEASE_SECONDS": "3"}).start()
     try:
         client = register_client(sidecar.data_dir, scopes=PARTNER_SCOPES)
         store = SqliteStore(sidecar.data_dir)

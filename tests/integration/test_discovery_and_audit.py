@@ -116,11 +116,11 @@ async def test_audit_chain_verifies_and_a_tampered_copy_does_not(anonymous, side
     copy = tmp_path / "copy"
     copy.mkdir()
     source = SqliteStore(sidecar.data_dir)
-    source.db.execute("PRAGMA wal_checkpoint(FULL)")
+    source.execute("PRAGMA wal_checkpoint(FULL)")
     source.close()
     shutil.copy(sidecar.data_dir / "sidecar.db", copy / "sidecar.db")
     altered = SqliteStore(copy)
-    altered.db.execute("UPDATE audit SET decision = 'allowed' WHERE decision = 'refused' AND event = 'request'")
+    altered.execute("UPDATE audit SET decision = 'allowed' WHERE decision = 'refused' AND event = 'request'")
     altered.close()
     broken = subprocess.run([sys.executable, "-m", "sidecar", "audit", "verify"],
                             env=dict(env, SIDECAR_DATA_DIR=str(copy)), capture_output=True, text=True)

@@ -4,6 +4,9 @@ finished by the other."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -13,15 +16,14 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Iterator
 
+import jwt
 import pytest
 
 from sidecar.app import create_app
-from sidecar.audit.chain import verify
 from sidecar.client.smart import token_form
 from sidecar.config import Settings
 from sidecar.devstack import HapiServer, PostgresServer, SidecarProcess
 from sidecar.store import jobs
-from sidecar.store.clients import set_enabled
 from sidecar.store.grants import Grant, add_grant, revoke_grants
 from sidecar.store.postgres import PostgresStore
 from tests.integration.test_bulk import PARTNER_SCOPES, await_job, call, ndjson
@@ -156,17 +158,31 @@ def test_a_revoked_grant_ends_access_at_both_replicas(service, hapi):
         assert call("GET", f"{replica.fhir_base}/Patient/{patient}", bearer)[0] == 404
 
 
-def test_a_disabled_client_is_refused_by_both_replicas(service, hapi):
+def admin(service: Service, *args: str) -> subprocess.CompletedProcess:
+    """An admin command run with the replicas' environment (their store URL), as an operator would."""
+    return subprocess.run([sys.executable, "-m", "sidecar", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "SIDECAR_STORE_URL": service.store_url})
+
+
+def test_a_client_disabled_by_the_admin_command_is_refused_by_both_replicas(service, hapi):
     client = partner(service)
     bearer = token_at(service.b, client)
-    store = service.store()
-    try:
-        set_enabled(store, client.client_id, False)
-    finally:
-        store.close()
+    assert admin(service, "clients", "disable", client.client_id).returncode == 0
     time.sleep(REFRESH_SECONDS * 5)
     for replica in (service.a, service.b):
         assert call("GET", f"{replica.fhir_base}/Group", bearer)[0] == 401
+
+
+def test_a_key_rotation_by_the_admin_command_reaches_both_replicas(service):
+    client = partner(service)
+    before = token_at(service.a, client)
+    assert admin(service, "keys", "rotate").returncode == 0
+    time.sleep(REFRESH_SECONDS * 5)
+    after = token_at(service.a, client)
+    assert jwt.get_unverified_header(after)["kid"] != jwt.get_unverified_header(before)["kid"]
+    for replica in (service.a, service.b):
+        assert call("GET", f"{replica.fhir_base}/Group", after)[0] == 200
+        assert call("GET", f"{replica.fhir_base}/Group", before)[0] == 200  # the retired key still verifies
 
 
 def test_a_replica_killed_mid_export_has_the_job_finished_by_the_other(service, hapi):
@@ -201,9 +217,10 @@ def test_a_replica_killed_mid_export_has_the_job_finished_by_the_other(service, 
         try:
             owner = store.scalar("SELECT lease_owner FROM jobs WHERE id = ?", [job_id])
             assert f"-{service.b.process.pid}-" in owner, owner
-            assert verify(store).ok
         finally:
             store.close()
+        verified = admin(service, "audit", "verify")
+        assert verified.returncode == 0 and "intact" in verified.stdout
     finally:
         service.a.start()
 

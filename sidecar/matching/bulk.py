@@ -36,7 +36,7 @@ from sidecar.metrics.registry import Metrics
 from sidecar.store import jobs
 from sidecar.store.clients import Client
 from sidecar.store.db import Store
-from sidecar.store.grants import Grant, add_grant
+from sidecar.store.grants import Grant, add_grants
 
 log = logging.getLogger("sidecar.matching")
 
@@ -107,8 +107,7 @@ def _record(store: Store, organization: str, job_id: str, groups: dict[str, str]
         if set(groups.values()) <= set(jobs.groups_of(store, organization)):
             return
         jobs.record_groups(store, organization, job_id, groups)
-        for grant in grants:
-            add_grant(store, grant)
+        add_grants(store, grants)
 
 
 class BulkMemberMatch:

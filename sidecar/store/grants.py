@@ -22,9 +22,14 @@ class Grant:
 
 
 def add_grant(store: Store, grant: Grant) -> None:
-    store.execute("INSERT INTO grants (organization, patient_id, consent, policy, valid_from, valid_until) "
-                  "VALUES (?, ?, ?, ?, ?, ?)", [grant.organization, grant.patient_id, grant.consent, grant.policy,
-                                                grant.valid_from, grant.valid_until])
+    add_grants(store, [grant])
+
+
+def add_grants(store: Store, grants: list[Grant]) -> None:
+    """Many grants in one round of statements (a bulk match's thousands)."""
+    store.execute_many("INSERT INTO grants (organization, patient_id, consent, policy, valid_from, valid_until) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", [(g.organization, g.patient_id, g.consent, g.policy, g.valid_from,
+                                                      g.valid_until) for g in grants])
 
 
 def granted_members(store: Store, organization: str, at: float | None = None) -> dict[str, str]:

@@ -17,7 +17,7 @@ from sidecar.auth.discovery import advertise_smart_security, smart_configuration
 from sidecar.auth.jwks import JwksCache
 from sidecar.auth.middleware import BearerAuth
 from sidecar.auth.token_endpoint import TokenEndpoint
-from sidecar.auth.tokens import TokenService
+from sidecar.auth.tokens import TokenService, audience_of, issuer_of
 from sidecar.capability import CapabilityService
 from sidecar.config import Settings
 from sidecar.discovery.davinci_configuration import davinci_configuration_handler
@@ -50,6 +50,7 @@ from sidecar.proxy.routes import Refusal
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.rewrite import UrlMap
 from sidecar.store.db import Store, open_store
+from sidecar.store.public_urls import announce
 from sidecar.store.secrets import shared_secret
 
 log = logging.getLogger("sidecar.access")
@@ -106,7 +107,8 @@ async def _stamp_request_id(request: web.Request, response: web.StreamResponse) 
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:
     store = store or open_store(settings.store_url, settings.data_dir)
     audit = AuditLog(store)
-    tokens = TokenService(issuer=f"{settings.public_base}/auth", audience=settings.public_fhir_base,
+    announce(store, settings.public_base)
+    tokens = TokenService(issuer=issuer_of(settings.public_base), audience=audience_of(settings.public_base),
                           lifetime=settings.access_token_lifetime, clock_skew=settings.clock_skew_seconds)
     directory = Directory(store, tokens, settings.state_refresh_seconds)
     jwks = JwksCache(settings.jwks_cache_seconds)

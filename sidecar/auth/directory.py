@@ -1,7 +1,8 @@
-"""The server's live view of its state: registered clients, its signing keys, and grants per organization.
+"""The server's live view of its state: registered clients, its signing keys, the public URLs of the replicas
+sharing its store (whose tokens it accepts), and grants per organization.
 
-Admin commands and other replicas change the store from outside; a watcher notices (SQLite's data_version, read
-on the store's thread every `state_refresh_seconds`) and reloads, so disabling a client or rotating a key takes
+Admin commands and other replicas change the store from outside; a watcher notices (the store's `state_version`,
+read on the store's thread every `state_refresh_seconds`) and reloads, so disabling a client or rotating a key takes
 effect within that interval without a restart.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sidecar.disclosure.rules import policy_of
 from sidecar.store.clients import Client, all_clients
 from sidecar.store.db import Store
 from sidecar.store.grants import granted_members
+from sidecar.store.public_urls import public_urls
 from sidecar.store.replay import forget_expired
 
 log = logging.getLogger("sidecar.state")
@@ -35,13 +37,14 @@ class Directory:
         self._grants: dict[str, tuple[float, Mapping[str, str]]] = {}
         self._task: asyncio.Task | None = None
 
-    def _load(self) -> tuple[dict[str, Client], list]:
-        return {c.client_id: c for c in all_clients(self.store)}, load_signing_keys(self.store)
+    def _load(self) -> tuple[dict[str, Client], list, set[str]]:
+        return {c.client_id: c for c in all_clients(self.store)}, load_signing_keys(self.store), public_urls(self.store)
 
     async def reload(self) -> None:
-        clients, keys = await self.store.run(self._load)
+        clients, keys, urls = await self.store.run(self._load)
         self.clients = clients
         self.tokens.use_keys(keys)
+        self.tokens.accept_public_urls(urls)
         self._grants = {}
 
     async def start(self) -> None:

@@ -77,15 +77,30 @@ class AccessToken:
     kid: str
 
 
+def issuer_of(public_base: str) -> str:
+    return f"{public_base}/auth"
+
+
+def audience_of(public_base: str) -> str:
+    return f"{public_base}/fhir"
+
+
 class TokenService:
     def __init__(self, issuer: str, audience: str, lifetime: int, clock_skew: float) -> None:
         self.issuer = issuer
         self.audience = audience
         self.lifetime = lifetime
         self.clock_skew = clock_skew
+        # The other replicas' names for the service (`accept_public_urls`): their tokens are valid here too.
+        self._issuers = {issuer}
+        self._audiences = {audience}
         self._signing: SigningKey | None = None
         self._verifying: dict[str, ec.EllipticCurvePublicKey] = {}
         self._checked: dict[str, AccessToken] = {}
+
+    def accept_public_urls(self, public_bases: set[str]) -> None:
+        self._issuers = {self.issuer, *map(issuer_of, public_bases)}
+        self._audiences = {self.audience, *map(audience_of, public_bases)}
 
     def use_keys(self, keys: list[SigningKey]) -> None:
         self._signing = next(k for k in keys if k.retired_at is None)
@@ -116,7 +131,7 @@ class TokenService:
         if key is None:
             raise TokenInvalid("the access token was not issued by this server")
         try:
-            claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=self.audience, issuer=self.issuer,
+            claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=self._audiences, issuer=self._issuers,
                                 leeway=self.clock_skew, options={"require": ["exp", "iat", "sub", "scope"]})
         except jwt.ExpiredSignatureError:
             raise TokenInvalid("the access token has expired") from None

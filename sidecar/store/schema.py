@@ -79,6 +79,17 @@ _TABLES_V1 = [
 # The state a server caches: a change to any of these tables bumps `state_version` (see Store.changed).
 WATCHED = ("clients", "signing_keys", "grants")
 
+
+def _watch(tables: tuple[str, ...], dialect: str) -> list[str]:
+    """Triggers bumping `state_version` on any change to these tables (once per statement where the dialect can)."""
+    if dialect == "sqlite":
+        return [f"CREATE TRIGGER {table}_{event.lower()} AFTER {event} ON {table} "
+                f"BEGIN UPDATE state_version SET version = version + 1; END"
+                for table in tables for event in ("INSERT", "UPDATE", "DELETE")]
+    return [f"CREATE TRIGGER {table}_changed AFTER INSERT OR UPDATE OR DELETE ON {table} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION bump_state_version()" for table in tables]
+
+
 _REPLICAS_V2_COMMON = [
     # A job is run by the replica holding its lease, renewed while it runs; an expired lease is taken over.
     "ALTER TABLE jobs ADD COLUMN lease_owner TEXT",
@@ -95,22 +106,23 @@ _REPLICAS_V2 = {
         *_REPLICAS_V2_COMMON,
         "UPDATE job_files SET position = rowid",
         "UPDATE member_groups SET recorded_at = rowid",
-        *[f"CREATE TRIGGER {table}_{event.lower()} AFTER {event} ON {table} "
-          f"BEGIN UPDATE state_version SET version = version + 1; END"
-          for table in WATCHED for event in ("INSERT", "UPDATE", "DELETE")],
+        *_watch(WATCHED, "sqlite"),
     ],
     "postgresql": [
         *_REPLICAS_V2_COMMON,
         """CREATE FUNCTION bump_state_version() RETURNS trigger LANGUAGE plpgsql AS $$
            BEGIN UPDATE state_version SET version = version + 1; RETURN NULL; END $$""",
-        *[f"CREATE TRIGGER {table}_changed AFTER INSERT OR UPDATE OR DELETE ON {table} "
-          f"FOR EACH STATEMENT EXECUTE FUNCTION bump_state_version()" for table in WATCHED],
+        *_watch(WATCHED, "postgresql"),
     ],
 }
+
+# The public URLs the service's replicas are reached at: a token any of them issued is valid at all.
+_PUBLIC_URLS = "CREATE TABLE public_urls (url TEXT PRIMARY KEY, announced_at {real} NOT NULL)"
 
 MIGRATIONS: list[dict[str, list[str]]] = [
     {"sqlite": _TABLES_V1, "postgresql": _TABLES_V1},
     _REPLICAS_V2,
+    {dialect: [_PUBLIC_URLS, *_watch(("public_urls",), dialect)] for dialect in ("sqlite", "postgresql")},
 ]
 
 

@@ -247,3 +247,20 @@ async def test_a_replica_is_unready_while_its_store_is_out_of_reach_and_ready_on
     assert unready.status == 503 and (await unready.json())["checks"] == {"hapi": "up", "store": "down"}
     cut_off(postgres, url.rsplit("/", 1)[1], allowed=True)
     assert (await client.get("/health/ready")).status == 200
+
+
+def test_replicas_reached_at_addresses_of_their_own_accept_each_others_tokens(service, hapi, tmp_path):
+    env = {"SIDECAR_STORE_URL": service.store_url, "SIDECAR_STATE_REFRESH_SECONDS": str(REFRESH_SECONDS)}
+    own_address = SidecarProcess(hapi.base_url, tmp_path / "replica-c", extra_env=env).start()
+    try:
+        client = partner(service)
+        (patient,), _ = members(hapi, 1, 0)
+        grant(service, client.organization, [patient])
+        form = token_form(client.client_id, f"{own_address.public_url}/auth/token", client.key, PARTNER_SCOPES)
+        status, body = post_token(own_address, form)
+        assert status == 200, body
+        from_c, from_a = body["access_token"], token_at(service.a, client)
+        assert call("GET", f"{service.a.fhir_base}/Patient/{patient}", from_c)[0] == 200
+        assert call("GET", f"{own_address.fhir_base}/Patient/{patient}", from_a)[0] == 200
+    finally:
+        own_address.stop()

@@ -15,6 +15,7 @@ from sidecar.store import jobs
 from sidecar.store.clients import ClientError, add_client, all_clients, get_client, set_enabled
 from sidecar.store.grants import Grant, add_grant, granted_members, revoke_grants
 from sidecar.store.optins import optins_of, record_optin, withdraw
+from sidecar.store.public_urls import announce, public_urls
 from sidecar.store.replay import forget_expired, remember_jti
 from sidecar.store.schema import MIGRATIONS
 from sidecar.store.secrets import shared_secret
@@ -250,3 +251,10 @@ def test_a_sqlite_store_made_before_numbered_migrations_is_upgraded(tmp_path):
         assert [f.id for f in jobs.job_files(store, "done")] == ["f2", "f1"]
     finally:
         store.close()
+
+
+def test_every_replicas_public_url_is_known_to_all(store, other):
+    announce(store, "https://a.example")
+    announce(other, "https://b.example")
+    announce(other, "https://a.example")
+    assert public_urls(store) == {"https://a.example", "https://b.example"}

@@ -72,3 +72,13 @@ def test_token_for_another_audience_is_refused(tmp_path):
     token, _ = theirs.issue("client-a", "system/*.read")
     with pytest.raises(TokenInvalid):
         mine.check(token)
+
+
+def test_a_token_of_another_replica_sharing_the_store_is_accepted(tmp_path):
+    store = SqliteStore(tmp_path)
+    mine = service(store)
+    replica = TokenService("https://replica-b.example/auth", "https://replica-b.example/fhir", 300, clock_skew=5)
+    replica.use_keys(load_signing_keys(store))
+    token, _ = replica.issue("client-a", "system/*.read")
+    mine.accept_public_urls({"https://replica-b.example"})
+    assert mine.check(token).client_id == "client-a"

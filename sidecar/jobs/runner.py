@@ -112,11 +112,12 @@ class JobRunner:
 
     async def _lost(self, job_id: str) -> None:
         """This runner no longer holds the job: cancelled elsewhere (its files go) or taken over (they stay)."""
-        log.warning("job lease lost; stopping its work here", extra={"job": job_id})
         task = self.tasks.pop(job_id, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        if task is None or task.done():  # it ended here meanwhile: nothing was lost
+            return
+        log.warning("job lease lost; stopping its work here", extra={"job": job_id})
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
         job = await self.store.run(jobs.get_job, self.store, job_id)
         if job is not None and job.state == jobs.CANCELLED:
             shutil.rmtree(self.directory(job_id), ignore_errors=True)

@@ -19,7 +19,9 @@ CMD ["--help"]
 
 # The sidecar (the default target: last stage).
 FROM base AS sidecar
-RUN mkdir /data && chown sidecar /data
+# /files: job files, a volume the replicas share (SIDECAR_FILES_DIR in compose/docker-compose.yml); a new named
+# volume takes this directory's owner.
+RUN mkdir /data /files && chown sidecar /data /files
 USER sidecar
 # The metrics listener (README "Metrics") answers inside the container's networks; it is never published.
 ENV SIDECAR_HOST=0.0.0.0 SIDECAR_PORT=8000 SIDECAR_DATA_DIR=/data SIDECAR_METRICS_HOST=0.0.0.0 SIDECAR_METRICS_PORT=9464

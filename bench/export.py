@@ -124,16 +124,22 @@ TOKEN_RENEWAL_SECONDS = 240  # the sidecar's tokens live 300 s
 
 
 class PeakMemory:
-    def __init__(self, pid: int) -> None:
+    """A process's resident memory, sampled every `interval` seconds in a thread: the peak and every sample."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
         self.process = psutil.Process(pid)
+        self.interval = interval
         self.peak = 0
+        self.samples: list[tuple[float, int]] = []  # (time.monotonic(), bytes)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.05)
+            rss = self.process.memory_info().rss
+            self.peak = max(self.peak, rss)
+            self.samples.append((time.monotonic(), rss))
+            time.sleep(self.interval)
 
     def __enter__(self) -> "PeakMemory":
         self._thread.start()

@@ -19,67 +19,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
-import tempfile
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
+from datetime import datetime, timezone
 
 import aiohttp
 
+from payers import PER_TRANSACTION, load_b, new_npi, person, post, pull_from_a, start_payer_a, transact
 from sidecar.client.progress import Progress
-from sidecar.client.pull import Pull, PullOptions
-from sidecar.client.smart import ClientKey
-from sidecar.config import Settings
-from sidecar.devstack import SidecarProcess, obtain_hapi
-from sidecar.store.clients import add_client
-from sidecar.store.sqlite import SqliteStore
-from sidecar.store.exchanges import exchanges
-from sidecar.store.partners import DEFAULT_SCOPES, add_partner
-
-FHIR_JSON = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
-NPI = "http://hl7.org/fhir/sid/us-npi"
-NPI_B = "1098765432"
-HREX = "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition-hrex-consent.html#regular"
-PER_TRANSACTION = 1000
-
-
-def person(run: str, n: int) -> dict:
-    return {"name": [{"family": f"Pull{run}x{n}", "given": [f"Given{n % 97}"]}],
-            "gender": "female" if n % 2 else "male",
-            "birthDate": (date(1940, 1, 1) + timedelta(days=(n * 37) % 25000)).isoformat()}
-
-
-def consent(member: str, npi_a: str) -> dict:
-    today = datetime.now(timezone.utc).date()
-    return {"resourceType": "Consent", "status": "active",
-            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                                  "code": "patient-privacy"}]},
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IDSCL"}]}],
-            "patient": {"reference": member}, "performer": [{"reference": member}], "policy": [{"uri": HREX}],
-            "provision": {"type": "permit", "period": {"start": (today - timedelta(days=5)).isoformat(),
-                                                       "end": (today + timedelta(days=365)).isoformat()},
-                          "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
-                                                                    "provenance-participant-type",
-                                                          "code": "performer"}]},
-                                     "reference": {"identifier": {"system": NPI, "value": npi_a}}},
-                                    {"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
-                                                                    "v3-ParticipationType", "code": "IRCP"}]},
-                                     "reference": {"identifier": {"system": NPI, "value": NPI_B}}}]}}
-
-
-async def transact(session: aiohttp.ClientSession, base: str, entries: list[dict]) -> None:
-    for start in range(0, len(entries), PER_TRANSACTION):
-        body = {"resourceType": "Bundle", "type": "transaction", "entry": entries[start:start + PER_TRANSACTION]}
-        async with session.post(base, data=json.dumps(body), headers=FHIR_JSON) as resp:
-            assert resp.status == 200, (await resp.text())[:500]
-
-
-def post(resource: dict, urn: str | None = None) -> dict:
-    return {**({"fullUrl": urn} if urn else {}), "resource": resource,
-            "request": {"method": "POST", "url": resource["resourceType"]}}
+from sidecar.devstack import obtain_hapi
 
 
 async def load_a(session: aiohttp.ClientSession, base: str, run: str, members: int, per_member: int) -> None:
@@ -99,58 +48,26 @@ async def load_a(session: aiohttp.ClientSession, base: str, run: str, members: i
             entries = []
 
 
-async def load_b(session: aiohttp.ClientSession, base: str, run: str, members: int, npi_a: str) -> None:
-    entries: list[dict] = []
-    for n in range(members):
-        urn = f"urn:uuid:{uuid.uuid4()}"
-        entries += [post({"resourceType": "Patient", **person(run, n)}, urn),
-                    post({"resourceType": "Coverage", "status": "active", "subscriberId": f"B{run}{n}",
-                          "beneficiary": {"reference": urn}, "payor": [{"display": "Payer B"}]}),
-                    post({"resourceType": "Coverage", "status": "cancelled", "subscriberId": f"A{run}{n}",
-                          "beneficiary": {"reference": urn},
-                          "payor": [{"identifier": {"system": NPI, "value": npi_a}, "display": "Payer A"}]}),
-                    post(consent(urn, npi_a))]
-    await transact(session, base, entries)
-
-
 async def measure(hapi_a: str, hapi_b: str, members: int, per_member: int) -> None:
     run = uuid.uuid4().hex[:6]
-    # A's NPI is new in every run, so that B's consents from an earlier run on the same servers are not pulled.
-    npi_a = str(uuid.uuid4().int)[:10]
-    sidecar = SidecarProcess(hapi_a, Path(tempfile.mkdtemp(prefix="bench-pull-a-")),
-                             extra_env={"SIDECAR_PAYER_IDENTIFIERS": f"{NPI}|{npi_a}"}).start()
+    npi_a = new_npi()
+    sidecar, key = start_payer_a(hapi_a, npi_a)
     try:
-        key = ClientKey.generate("ES384")
-        store_a = SqliteStore(sidecar.data_dir)
-        add_client(store_a, "payer-b", f"{NPI}|{NPI_B}", DEFAULT_SCOPES, jwks=key.public_jwks())
-        store_a.close()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session:
             began = time.perf_counter()
             await load_a(session, hapi_a, run, members, per_member)
             baseline = time.perf_counter() - began
-            await load_b(session, hapi_b, run, members, npi_a)
+            await load_b(session, hapi_b, run, list(range(members)), npi_a)
         print(f"loaded {members} members x ({per_member} Observations + Patient + Coverage) into A's HAPI in "
               f"{baseline:.1f}s; B's members, coverages and consents loaded")
-        data_b = Path(tempfile.mkdtemp(prefix="bench-pull-b-"))
-        key_file = data_b / "payer-a.jwks"
-        key_file.write_text(json.dumps({"keys": [key.private_jwk()]}))
-        settings = Settings(upstream_url=hapi_b, data_dir=data_b).validate()
-        store_b = SqliteStore(data_b)
-        partner = add_partner(store_b, "payer-a", sidecar.fhir_base, "payer-b", key_file, [f"{NPI}|{npi_a}"])
         await asyncio.sleep(1.0)
         progress = Progress(stream=sys.stderr, interval=10.0)
-        began = time.perf_counter()
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=600)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            report = await Pull(settings, store_b, partner, session, progress).run(PullOptions())
-        elapsed = time.perf_counter() - began
-        states: dict[str, int] = {}
-        for exchange in exchanges(store_b, "payer-a"):
-            states[exchange.state] = states.get(exchange.state, 0) + 1
-        store_b.close()
+        pulled = await pull_from_a(sidecar, key, hapi_b, npi_a, progress)
     finally:
         sidecar.stop()
-    print(f"\npull: {elapsed:.1f}s for {progress.members} members ({states}); problems: {report.problems or 'none'}")
+    elapsed = pulled.elapsed
+    print(f"\npull: {elapsed:.1f}s for {progress.members} members ({pulled.states}); "
+          f"problems: {pulled.report.problems or 'none'}")
     print(f"resources ingested: {progress.ingested} ({progress.invalid} invalid); files: {progress.files}")
     print(f"members per minute: {progress.matched / elapsed * 60:.0f}")
     phases = {k: v for k, v in progress.phase_seconds.items() if k not in ("starting", "done")}

@@ -90,6 +90,11 @@ def _local_hapi(peer: bool) -> HapiServer:
     env.setdefault("HAPI_PORT", str(free_port()))
     # A fresh in-memory database per run: no state leaks between test runs.
     env.setdefault("HAPI_DB_URL", f"jdbc:h2:mem:pdex-{env['HAPI_PORT']};DB_CLOSE_DELAY=-1")
+    return run_hapi(env)
+
+
+def run_hapi(env: dict[str, str]) -> HapiServer:
+    """`hapi-config/run-hapi start` with this environment (HAPI_PORT, HAPI_DB_URL, ...); stop stops that server."""
     started = subprocess.run([str(RUN_HAPI), "start"], env=env, check=True, stdout=subprocess.PIPE, text=True)
     base = started.stdout.strip().splitlines()[-1]
 

@@ -12,8 +12,9 @@ For each size (`--roster N --match M`, several pairs give several sizes, run in 
    ExplanationOfBenefit, an AllergyIntolerance, 2 Immunizations), written straight into HAPI in transactions.
 2. M members of the roster not chosen at an earlier size become B's new members (Patient, Coverage, prior Coverage
    at A, Consent naming A; A's NPI is new at every size, so only these M are pulled).
-3. Baseline: HAPI's own `Group/{id}/$export` of the same M members at A (a Group posted straight to HAPI), kick-off
-   to every file downloaded, once before and once after the pull (the mean is the baseline).
+3. Baseline: HAPI's own `Group/{id}/$export` of the same M members at A, in Groups of `--batch` posted straight to
+   HAPI (the pull's matches make Groups of that size), exported one after the other, kick-off to every file
+   downloaded; once before and once after the pull (the mean is the baseline).
 4. `pdex-sidecar pull` at B (in-process, as the CLI runs it): `$bulk-member-match` at A's sidecar in batches of
    `--batch` → `$davinci-data-export` of the matched Group → downloads → ingest into B's HAPI.
 
@@ -21,9 +22,10 @@ Printed per size: members matched per minute, resources exported (released by A'
 second, the export's time over HAPI's own Group export, A's sidecar RSS over the pull (sampled every 0.5 s with
 psutil), the CPU seconds of each process in each phase (where the time goes), and the databases' sizes
 (pg_database_size). With two sizes or more, each time and size is extrapolated linearly (from the two largest)
-to `--target-roster` / `--target-match` (100,000 / 10,000, the issue's volume).
+to `--target-roster` / `--target-match` (100,000 / 10,000, the issue's volume). An uncounted warm-up
+(`--warmup` members, a quarter of them pulled) runs first.
 
-    .venv/bin/python bench/open_enrollment.py --roster 2000 5000 --match 500 1000
+    .venv/bin/python bench/open_enrollment.py [--roster 1000 3000 --match 250 600 --batch 200]
 """
 from __future__ import annotations
 
@@ -167,19 +169,24 @@ def choose(roster: int, count: int, taken: set[int]) -> list[int]:
     return [free[int(k * step)] for k in range(count)]
 
 
-async def hapi_group_export(session: aiohttp.ClientSession, base: str, patient_ids: list[str]) -> tuple[float, int]:
-    """HAPI's own Group $export of these Patients: seconds from kick-off to every file downloaded, resources."""
-    group = {"resourceType": "Group", "type": "person", "actual": True,
-             "member": [{"entity": {"reference": f"Patient/{pid}"}} for pid in patient_ids]}
-    async with session.post(f"{base}/Group", json=group,
-                            headers={"Content-Type": "application/fhir+json"}) as resp:
-        assert resp.status == 201, await resp.text()
-        group_id = (await resp.json(content_type=None))["id"]
-
+async def hapi_group_export(session: aiohttp.ClientSession, base: str, patient_ids: list[str],
+                            batch: int) -> tuple[float, int]:
+    """HAPI's own Group $export of these Patients in Groups of `batch`, as the pull's matches make them, one after
+    the other: seconds from the first kick-off to every file of the last downloaded, resources."""
     async def no_cache() -> dict[str, str]:
         return {"Cache-Control": "no-cache"}
+    groups = []
+    for start in range(0, len(patient_ids), batch):
+        group = {"resourceType": "Group", "type": "person", "actual": True,
+                 "member": [{"entity": {"reference": f"Patient/{pid}"}} for pid in patient_ids[start:start + batch]]}
+        async with session.post(f"{base}/Group", json=group,
+                                headers={"Content-Type": "application/fhir+json"}) as resp:
+            assert resp.status == 201, await resp.text()
+            groups.append((await resp.json(content_type=None))["id"])
     began = time.perf_counter()
-    count = await export(session, f"{base}/Group/{group_id}/$export", no_cache, "GET")
+    count = 0
+    for group_id in groups:
+        count += await export(session, f"{base}/Group/{group_id}/$export", no_cache, "GET")
     return time.perf_counter() - began, count
 
 
@@ -257,7 +264,7 @@ class Servers:
     taken: set[int] = field(default_factory=set)
 
 
-async def one_size(servers: Servers, roster: int, match: int, batch: int) -> dict:
+async def one_size(servers: Servers, roster: int, match: int, batch: int, quiet: bool = False) -> dict:
     s = servers
     result: dict = {"roster": roster, "match": match}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=7200)) as session:
@@ -276,7 +283,7 @@ async def one_size(servers: Servers, roster: int, match: int, batch: int) -> dic
         npi_a = new_npi()
         await load_b(session, s.hapi_b, s.run, chosen, npi_a)
         chosen_ids = [s.patient_ids[n] for n in chosen]
-        before = await hapi_group_export(session, s.hapi_a, chosen_ids)
+        before = await hapi_group_export(session, s.hapi_a, chosen_ids, batch)
         print(f"HAPI's own Group $export of the {match} members (before the pull): {before[0]:.1f}s, "
               f"{before[1]} resources", flush=True)
 
@@ -292,7 +299,7 @@ async def one_size(servers: Servers, roster: int, match: int, batch: int) -> dic
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=7200)) as session:
             released = await metric_sum(session, sidecar.metrics_url, "pdex_sidecar_export_resources_released_total")
             withheld = await metric_sum(session, sidecar.metrics_url, "pdex_sidecar_export_resources_withheld_total")
-            after = await hapi_group_export(session, s.hapi_a, chosen_ids)
+            after = await hapi_group_export(session, s.hapi_a, chosen_ids, batch)
         print(f"HAPI's own Group $export of the {match} members (after the pull): {after[0]:.1f}s, "
               f"{after[1]} resources", flush=True)
         result["store_a_bytes"] = tree_size(sidecar.data_dir)
@@ -310,11 +317,14 @@ async def one_size(servers: Servers, roster: int, match: int, batch: int) -> dic
         "hapi_export_seconds": statistics.mean([before[0], after[0]]), "hapi_export_resources": after[1],
         "sidecar_rss_mb": {"first": rss_values[0] / MB, "median": statistics.median(rss_values) / MB,
                            "peak": max(rss_values) / MB, "last": rss_values[-1] / MB,
-                           "samples": len(rss_values)},
+                           "samples": len(rss_values),
+                           "tenths": [rss_values[min(len(rss_values) - 1, len(rss_values) * k // 10)] / MB
+                                      for k in range(11)]},
         "client_rss_peak_mb": client_rss.peak / MB,
         "hapi_a_db_bytes": s.pg.size(s.db_a), "hapi_b_db_bytes": s.pg.size(s.db_b),
     })
-    report(result)
+    if not quiet:
+        report(result)
     return result
 
 
@@ -337,6 +347,7 @@ def report(r: dict) -> None:
     print(f"A's sidecar RSS over the pull ({rss['samples']} samples): first {rss['first']:.1f} MB, median "
           f"{rss['median']:.1f}, peak {rss['peak']:.1f}, last {rss['last']:.1f}; pull client (B, in-process) peak "
           f"{r['client_rss_peak_mb']:.1f} MB")
+    print("  A's sidecar RSS at each tenth of the pull (MB): " + " ".join(f"{v:.0f}" for v in rss["tenths"]))
     print(f"sizes: HAPI A database {r['hapi_a_db_bytes'] / MB:.0f} MB, HAPI B database "
           f"{r['hapi_b_db_bytes'] / MB:.0f} MB, A's sidecar store {r['store_a_bytes'] / MB:.1f} MB, "
           f"B's store {r['store_b_bytes'] / MB:.1f} MB")
@@ -350,13 +361,17 @@ HAPI_EXPORT = "HAPI's Group $export (s)"
 
 
 def extrapolate(results: list[dict], target_roster: int, target_match: int) -> None:
-    """Each figure as a line through the two largest sizes, read at the target: times and the sidecar's work
-    against the members matched, the roster's load and database sizes against the roster."""
+    """Each figure read at the target two ways from the two largest sizes: at the larger size's rate (seconds or
+    bytes per member, constant) and along the line through both sizes (its slope is the cost of one more member;
+    with small sizes, fixed costs and noise make it a rough guide). Times and the sidecar's work grow with the
+    members matched; the roster's load and HAPI's database with the roster."""
     small, large = sorted(results, key=lambda r: r["match"])[-2:]
 
-    def line(key: Callable[[dict], float], by: str, target: int) -> float:
-        x0, x1 = small[by], large[by]
-        y0, y1 = key(small), key(large)
+    def at_rate(key: Callable[[dict], float], by: str, target: int) -> float:
+        return key(large) / large[by] * target
+
+    def on_line(key: Callable[[dict], float], by: str, target: int) -> float:
+        x0, x1, y0, y1 = small[by], large[by], key(small), key(large)
         return y1 + (y1 - y0) / (x1 - x0) * (target - x1) if x1 != x0 else y1
 
     rows = [("load of the roster (s)", lambda r: r["load_seconds"] / max(r["loaded_resources"], 1) * HISTORY
@@ -367,17 +382,22 @@ def extrapolate(results: list[dict], target_roster: int, target_match: int) -> N
             ("whole pull (s)", lambda r: r["pull_seconds"], "match", target_match),
             (HAPI_EXPORT, lambda r: r["hapi_export_seconds"], "match", target_match),
             ("HAPI A database (MB)", lambda r: r["hapi_a_db_bytes"] / MB, "roster", target_roster),
-            ("A's sidecar peak RSS (MB)", lambda r: r["sidecar_rss_mb"]["peak"], "match", target_match),
-            ("pull client peak RSS (MB)", lambda r: r["client_rss_peak_mb"], "match", target_match)]
-    print(f"\n=== extrapolated to roster {target_roster}, match {target_match} (linear through "
-          f"{small['roster']}/{small['match']} and {large['roster']}/{large['match']}) ===")
-    values = {}
+            ("HAPI B database (MB)", lambda r: r["hapi_b_db_bytes"] / MB, "match", target_match)]
+    print(f"\n=== extrapolated to roster {target_roster}, match {target_match} from roster/match "
+          f"{small['roster']}/{small['match']} and {large['roster']}/{large['match']} ===")
+    print(f"  {'':28s} {'smaller':>10s} {'larger':>10s} {'at rate':>10s} {'on line':>10s}")
+    rated = {}
     for label, key, by, target in rows:
-        values[label] = line(key, by, target)
-        print(f"  {label:28s} {key(small):10.1f} {key(large):10.1f} -> {values[label]:10.1f}")
-    print(f"  members matched per minute at the target: {target_match / values['match phase (s)'] * 60:.0f}; "
-          f"whole pull {values['whole pull (s)'] / 60:.0f} min; ratio pull / HAPI export "
-          f"{values['whole pull (s)'] / values[HAPI_EXPORT]:.2f}")
+        rated[label] = at_rate(key, by, target)
+        print(f"  {label:28s} {key(small):10.1f} {key(large):10.1f} {rated[label]:10.1f} "
+              f"{on_line(key, by, target):10.1f}")
+    for label, key in (("A's sidecar peak RSS (MB)", lambda r: r["sidecar_rss_mb"]["peak"]),
+                       ("pull client peak RSS (MB)", lambda r: r["client_rss_peak_mb"])):
+        print(f"  {label:28s} {key(small):10.1f} {key(large):10.1f} {'':>10s} "
+              f"{on_line(key, 'match', target_match):10.1f}")
+    print(f"  at the larger size's rates: {target_match / rated['match phase (s)'] * 60:.0f} members matched per "
+          f"minute; the whole pull {rated['whole pull (s)'] / 60:.0f} min, the roster's load "
+          f"{rated['load of the roster (s)'] / 60:.0f} min")
 
 
 async def measure(args: argparse.Namespace, python: str) -> list[dict]:
@@ -396,6 +416,11 @@ async def measure(args: argparse.Namespace, python: str) -> list[dict]:
         print(f"PostgreSQL {pg.data_dir} on port {pg.port}; HAPI A {hapi_a.base_url} ({db_a}), HAPI B "
               f"{hapi_b.base_url} ({db_b})", flush=True)
         servers = Servers(pg, db_a, db_b, hapi_a.base_url, hapi_b.base_url, jvm_a, jvm_b, python)
+        if args.warmup:
+            # Uncounted: HAPI's first writes, searches and exports after a start run several times slower.
+            print(f"--- warm-up (not counted): roster {args.warmup}, match {max(1, args.warmup // 4)} ---")
+            warm = Servers(pg, db_a, db_b, hapi_a.base_url, hapi_b.base_url, jvm_a, jvm_b, python)
+            await one_size(warm, args.warmup, max(1, args.warmup // 4), args.batch, quiet=True)
         results = []
         for roster, match in zip(args.roster, args.match):
             results.append(await one_size(servers, roster, match, args.batch))
@@ -411,9 +436,11 @@ async def measure(args: argparse.Namespace, python: str) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--roster", type=int, nargs="+", default=[2000, 5000], help="roster size(s), ascending")
-    parser.add_argument("--match", type=int, nargs="+", default=[500, 1000], help="members matched at each size")
-    parser.add_argument("--batch", type=int, default=500, help="members per $bulk-member-match request")
+    parser.add_argument("--roster", type=int, nargs="+", default=[1000, 3000], help="roster size(s), ascending")
+    parser.add_argument("--match", type=int, nargs="+", default=[250, 600], help="members matched at each size")
+    parser.add_argument("--batch", type=int, default=200, help="members per $bulk-member-match request")
+    parser.add_argument("--warmup", type=int, default=100,
+                        help="an uncounted roster of this many first (a quarter of them pulled); 0: none")
     parser.add_argument("--target-roster", type=int, default=100_000)
     parser.add_argument("--target-match", type=int, default=10_000)
     parser.add_argument("--pg-data-dir", default=str(Path(tempfile.gettempdir()) / "bench-open-enrollment-pg"))

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import psutil
 
-from sidecar.devstack import REPO_ROOT, HapiServer, free_port, run_hapi
-
-SCRIPT = REPO_ROOT / "scripts" / "postgres"
+from sidecar.devstack import REPO_ROOT, RUN_POSTGRES, HapiServer, free_port, run_hapi
 
 
 @dataclass
@@ -20,7 +18,7 @@ class LocalPostgres:
 
     def _run(self, *args: str) -> str:
         env = dict(os.environ, PG_DATA_DIR=str(self.data_dir), PG_PORT=str(self.port))
-        return subprocess.run([str(SCRIPT), *args], env=env, check=True, stdout=subprocess.PIPE,
+        return subprocess.run([str(RUN_POSTGRES), *args], env=env, check=True, stdout=subprocess.PIPE,
                               text=True).stdout.strip()
 
     def start(self) -> "LocalPostgres":
@@ -44,7 +42,6 @@ class LocalPostgres:
         """The postmaster and its children (one backend per connection, the background workers)."""
         postmaster = psutil.Process(int((self.data_dir / "postmaster.pid").read_text().split()[0]))
         return [postmaster, *postmaster.children()]
-
 
 def hapi_on_postgres(pg: LocalPostgres, database: str) -> tuple[HapiServer, psutil.Process]:
     """A HAPI (hapi-config's build) on a free port, storing into `database` (created if absent); its JVM."""

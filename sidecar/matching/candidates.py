@@ -5,15 +5,16 @@ First, together:
 - the card: `Coverage?identifier=` and `Patient?identifier=` with the numbers as sent and normalised (R4 has no
   search parameter on `Coverage.subscriberId`; the subscriber id still counts in the score);
 - the SSN (not a last four alone) as a us-ssn `Patient.identifier`.
-Then, only if those give no confident match, three string searches together (HAPI's string search ignores case and
+Then, only if those give no confident match, four string searches together (HAPI's string search ignores case and
 accents, matches names that start with the value, and is much slower), for birth dates mistyped beyond the variants:
 the family name tokens with the first given name (`Patient?family=…&given=…`); the same names typed in each other's
-place (`family=<given>&given=<family>`); and, for a surname typo the first two miss, the first three letters of each
-family token with the first given name's initial. Each block is capped. The Patients the card searches found are
-the card's holders at this payer: to any other candidate, the card is someone else's (see `scoring.py`). Coverages
-(for the subscriber id) are fetched only for the candidates a card agreement could still carry over the threshold
-(see `matcher.py`). Because candidates come from HAPI at request time, a member added or changed in HAPI is matchable at once: there is no index to
-keep in step (the choice asked for in issue 5; HAPI's own search indexes on birthdate, family and identifier do
+place (`family=<given>&given=<family>`); for a surname typo the first two miss, the first three letters of each
+family token with the first given name's initial; and the first given name at the request's postal code
+(`address-postalcode=…&given=…`), for a family name changed with no birth date to find them by. Each block is
+capped. The Patients the card searches found are the card's holders at this payer: to any other candidate, the card
+is someone else's (see `scoring.py`). Coverages (for the subscriber id) are fetched only for the candidates a card
+agreement could still carry over the threshold (see `matcher.py`). Because candidates come from HAPI at request
+time, a member added or changed in HAPI is matchable at once: there is no index to keep in step (the choice asked for in issue 5; HAPI's own search indexes on birthdate, family and identifier do
 the blocking).
 """
 from __future__ import annotations
@@ -135,15 +136,19 @@ class CandidateSource:
 
 def name_searches(request: Person) -> list[list[tuple[str, str]]]:
     """Family-name tokens with the first given name; the two typed in each other's place; family-name prefixes with
-    the given name's initial (a surname typo past the first letters)."""
+    the given name's initial (a surname typo past the first letters); and the first given name where the request
+    lives (postal code), for a family name changed or mistyped beyond its first letters and a birth date the first
+    blocks miss. Each still needs a name to agree: a candidate found by the address alone would be a household's."""
     tokens = sorted(request.family_tokens)
-    if not (tokens and request.given):
-        return []
-    prefixes = sorted({token[:PREFIX_LETTERS] for token in tokens})
-    searches = [[("family", ",".join(tokens)), ("given", request.given)],
-                [("family", request.given), ("given", ",".join(tokens))]]
-    if prefixes != tokens:
-        searches.append([("family", ",".join(prefixes)), ("given", request.given[0])])
+    searches = []
+    if tokens and request.given:
+        prefixes = sorted({token[:PREFIX_LETTERS] for token in tokens})
+        searches += [[("family", ",".join(tokens)), ("given", request.given)],
+                     [("family", request.given), ("given", ",".join(tokens))]]
+        if prefixes != tokens:
+            searches.append([("family", ",".join(prefixes)), ("given", request.given[0])])
+    if request.postal and len(request.given) > 1:
+        searches.append([("address-postalcode", request.postal), ("given", request.given)])
     return searches
 
 

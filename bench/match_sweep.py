@@ -89,12 +89,10 @@ class Roster:
     @staticmethod
     def finds(values: dict[str, list[str]], person: Person) -> bool:
         """Whether HAPI's string search (each parameter a prefix of one of the person's values) finds the person."""
-        return all(any(name.replace(" ", "").startswith(prefix) for name in person.family for prefix in values["family"])
-                   if parameter == "family" else
-                   any(given.startswith(prefix) for given in (person.given, *person.middle) for prefix in values["given"])
-                   if parameter == "given" else
-                   any((person.postal or "").startswith(prefix) for prefix in values[parameter])
-                   for parameter in values)
+        held = {"family": [name.replace(" ", "") for name in person.family],
+                "given": [person.given, *person.middle], "address-postalcode": [person.postal or ""]}
+        return all(any(value.startswith(prefix) for value in held[parameter] for prefix in prefixes)
+                   for parameter, prefixes in values.items())
 
 
 def verdict(scorer: Scorer, settings: Settings, roster: Roster, request: Person, ids: set[str]) -> Verdict:

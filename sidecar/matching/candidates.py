@@ -14,8 +14,8 @@ family token with the first given name's initial; and the first given name at th
 capped. The Patients the card searches found are the card's holders at this payer: to any other candidate, the card
 is someone else's (see `scoring.py`). Coverages (for the subscriber id) are fetched only for the candidates a card
 agreement could still carry over the threshold (see `matcher.py`). Because candidates come from HAPI at request
-time, a member added or changed in HAPI is matchable at once: there is no index to keep in step (the choice asked for in issue 5; HAPI's own search indexes on birthdate, family and identifier do
-the blocking).
+time, a member added or changed in HAPI is matchable at once: there is no index to keep in step (the choice asked
+for in issue 5; HAPI's own search indexes on birthdate, family and identifier do the blocking).
 """
 from __future__ import annotations
 
@@ -117,8 +117,8 @@ class CandidateSource:
 
         async def card_block() -> tuple[list[list[dict]], dict[str, list[dict]]]:
             found = await self._search_all(card_searches)
-            holders = sorted(set().union(*(_found_ids(t, results, {}) for (t, _), results in zip(card_searches, found))))
-            return found, await self.coverages(holders)
+            holders = set().union(*(_found_ids(t, results, {}) for (t, _), results in zip(card_searches, found)))
+            return found, await self.coverages(sorted(holders))
 
         (card_results, holders_coverages), other_results = await asyncio.gather(card_block(),
                                                                                 self._search_all(searches))

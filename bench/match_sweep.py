@@ -4,7 +4,8 @@ bench/member_match_quality.py takes minutes per try, since every request goes th
 replays its three passes (open world, closed world without and with member ids) on the product's own person
 building, scorer (SSN sharing among candidates included) and decision, with candidate retrieval imitated in
 memory: birth date ±1 day and swapped, card, SSN, and only when those give no match, the operation's name searches
-(`candidates.name_searches`: names as typed, typed in each other's place, family-name prefixes with the initial),
+(`candidates.name_searches`: names as typed, typed in each other's place, family-name prefixes with the initial,
+the first given name at the postal code),
 each a family-name prefix with a given-name prefix as HAPI's string search matches. The Patients carrying the card
 are its holders, as the operation's card search finds them; the roster's name frequencies are counted from A, as
 the operation counts them in HAPI. It is an approximation for tuning, not a measurement: on the shipped defaults
@@ -43,6 +44,7 @@ class Roster:
         self.by_birth_date: dict[date, set[str]] = defaultdict(set)
         self.by_ssn: dict[str, set[str]] = defaultdict(set)
         self.by_initial: dict[str, set[str]] = defaultdict(set)
+        self.by_postal: dict[str, set[str]] = defaultdict(set)
         for a_id, person in self.people.items():
             if person.birth_date:
                 self.by_birth_date[person.birth_date].add(a_id)
@@ -52,6 +54,8 @@ class Roster:
                 self.by_card[card].add(a_id)
             for family in person.family:
                 self.by_initial[family[:1]].add(a_id)
+            if person.postal:
+                self.by_postal[person.postal].add(a_id)
 
     def first_blocks(self, request: Person) -> set[str]:
         found: set[str] = set()
@@ -74,15 +78,21 @@ class Roster:
     def name_block(self, request: Person) -> set[str]:
         found = set()
         for search in name_searches(request):
-            values = dict(search)
-            for family in values["family"].split(","):
-                for a_id in self.by_initial.get(family[:1], ()):
-                    person = self.people[a_id]
-                    if any(name.replace(" ", "").startswith(family) for name in person.family) \
-                            and any(given.startswith(prefix) for given in (person.given, *person.middle)
-                                    for prefix in values["given"].split(",")):
-                        found.add(a_id)
+            values = {name: value.split(",") for name, value in search}
+            if "address-postalcode" in values:
+                pool = set().union(*(self.by_postal.get(postal, ()) for postal in values["address-postalcode"]))
+            else:
+                pool = set().union(*(self.by_initial.get(family[:1], ()) for family in values["family"]))
+            found |= {a_id for a_id in pool if self.finds(values, self.people[a_id])}
         return found
+
+    @staticmethod
+    def finds(values: dict[str, list[str]], person: Person) -> bool:
+        """Whether HAPI's string search (each parameter a prefix of one of the person's values) finds the person."""
+        held = {"family": [name.replace(" ", "") for name in person.family],
+                "given": [person.given, *person.middle], "address-postalcode": [person.postal or ""]}
+        return all(any(value.startswith(prefix) for value in held[parameter] for prefix in prefixes)
+                   for parameter, prefixes in values.items())
 
 
 def verdict(scorer: Scorer, settings: Settings, roster: Roster, request: Person, ids: set[str]) -> Verdict:

@@ -133,6 +133,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     proxy = ProxyHandler(upstream, url_map, reader)
     weights = load_weights(Path(settings.match_weights_file) if settings.match_weights_file else None)
     roster_names = RosterNames(upstream, settings.match_name_frequency_seconds)
+    metrics.roster_names.set_function(lambda: roster_names.frequencies.people)
     scorer = Scorer(weights, load_nicknames(), roster_names.frequencies)
     member_match = MemberMatch(settings, upstream, store, directory, scorer, metrics, roster_names)
     capability.contributors.append(advertise_member_match)

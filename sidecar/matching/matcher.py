@@ -27,20 +27,29 @@ class Matcher:
 
     async def match(self, person: Person, coverage: dict) -> Found:
         """The first blocks; the name searches only when those give no match."""
-        patients, card_holders = await self.candidates.first_blocks(person, raw_card_ids(coverage))
-        found = await self._verdict(person, patients, card_holders)
+        blocks = await self.candidates.first_blocks(person, raw_card_ids(coverage))
+        fetched = dict(blocks.holders_coverages)
+        found = await self._verdict(person, blocks.patients, blocks.card_holders, fetched)
         if found.verdict.outcome != "match":
-            patients = await self.candidates.name_block(person, patients)
-            found = await self._verdict(person, patients, card_holders)
+            patients = await self.candidates.name_block(person, blocks.patients)
+            found = await self._verdict(person, patients, blocks.card_holders, fetched)
         return found
 
-    async def _verdict(self, person: Person, patients: dict[str, dict],
-                       card_holders: frozenset[str]) -> Found:
+    async def _coverages(self, patient_ids: list[str], fetched: dict[str, list[dict]]) -> dict[str, list[dict]]:
+        """The candidates' Coverages, fetched only for those not fetched yet in this match (`fetched`, kept)."""
+        if missing := [pid for pid in patient_ids if pid not in fetched]:
+            fetched.update(await self.candidates.coverages(missing))
+        return {pid: fetched[pid] for pid in patient_ids}
+
+    async def _verdict(self, person: Person, patients: dict[str, dict], card_holders: frozenset[str],
+                       fetched: dict[str, list[dict]]) -> Found:
         """Score on the Patients alone, then fetch Coverages only for the candidates they could change the decision
         for, those within the margin of the threshold: with a card in the request, its agreement (subscriber ids,
         member numbers) could lift them there; without, an agreeing SSN counts only if it is not on a dependent's
         record (Coverage.relationship). When candidates are too close to call, theirs are fetched too: siblings
-        under one subscription are told apart by which of them the first name agrees with exactly."""
+        under one subscription are told apart by which of them the first name agrees with exactly. `fetched`: the
+        Coverages already fetched in this match (the card holders'), so none is fetched twice; a candidate's count
+        only where they would have been fetched, so what was fetched early never changes a decision."""
         loop = asyncio.get_running_loop()
         coverages: dict[str, list[dict]] = {pid: [] for pid in patients}
 
@@ -61,12 +70,12 @@ class Matcher:
         worth = sorted(pid for pid, score in scores.items() if coverages_matter(score))
         if worth:
             worth = sorted(set(worth) | card_holders)  # whose subscription the card is
-            coverages.update(await self.candidates.coverages(worth))
+            coverages.update(await self._coverages(worth, fetched))
             scores = await loop.run_in_executor(None, score_all)
         verdict = self._decide(scores)
         close = sorted(set(_too_close_to_call(verdict, scores, self.settings.match_margin)) - set(worth))
         if close:
-            coverages.update(await self.candidates.coverages(close))
+            coverages.update(await self._coverages(close, fetched))
             scores = await loop.run_in_executor(None, score_all)
             verdict = self._decide(scores)
         return Found(verdict, patients, coverages, scores)

@@ -14,9 +14,10 @@ the independence that Fellegi–Sunter assumes:
   subscription's id) is individual evidence where neither the first name nor the birth date disagrees (otherwise
   it is a relative's card: a twin's agrees on everything else, a Jr's on the name); a subscriber id is the
   household's, on every dependent's card;
-- when both the first name and the birth date disagree, no number (SSN, member number) makes up the individual
-  evidence: names and birth dates are what the new payer knows of its own member, while numbers are copied from
-  cards and papers, often the subscriber's;
+- when the first name disagrees and the birth date disagrees or is missing, no number (SSN, member number) makes
+  up the individual evidence: names and birth dates are what the new payer knows of its own member, while numbers
+  are copied from cards and papers, often the subscriber's (a child sent with the subscriber's SSN and no birth
+  date is not the subscriber);
 - with no first name to compare, only numbers (SSN, member number) count as individual evidence (birth date and
   gender are a twin's too);
 - an SSN one off in its last digit is no individual evidence between people born the same day whose first names
@@ -219,8 +220,10 @@ def _individual_fields(levels: dict[str, str], request: Person, candidate: Perso
     """The fields whose weights make up the individual evidence."""
     # Without a first name to compare, birth date and gender are what twins share: only numbers tell them apart.
     fields = list(DEMOGRAPHIC_FIELDS) if "given" in levels else ["suffix"]
-    if levels.get("given") == "disagree" and levels.get("birth_date") == "disagree":
-        return fields  # someone else, whatever numbers were copied onto their record
+    if levels.get("given") == "disagree" and levels.get("birth_date", "disagree") == "disagree":
+        # Someone else, whatever numbers were copied onto their record; with no birth date to compare either, an
+        # agreeing SSN is as likely a dependent's copy of the subscriber's as this person's own.
+        return fields
     if not _ssn_tells_nobody_apart(levels, request, candidate, shared):
         fields.append("ssn")
     if levels.get("member_id") == "agree" and "disagree" not in (levels.get("given"), levels.get("birth_date")):

@@ -6,7 +6,7 @@ per request, per client or per member is a label.
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 PREFIX = "pdex_sidecar"
 # Seconds: from a cached read (a few ms) to a slow search or a large $member-match (tens of seconds).
@@ -38,6 +38,9 @@ class Metrics:
         self.hapi_errors = Counter(f"{PREFIX}_hapi_errors",
                                    "HAPI calls that failed: no connection, timeout, malformed answer, or a 5xx",
                                    ["kind"], registry=r)
+        # Until the first read of the roster's names completes, no common name weighs less (name_frequency.py).
+        self.roster_names = Gauge(f"{PREFIX}_match_roster_names",
+                                  "Members whose names the matcher's name frequencies count", registry=r)
         # The request path is benchmarked: each (route, status) pair's children are looked up once, then reused.
         self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 

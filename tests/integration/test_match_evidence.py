@@ -1,6 +1,7 @@
 """Issue 19's evidence rules through the sidecar against real HAPI: a card this payer knows as another subscription's
 counts against a candidate; twins under one subscription are told apart by the exact first name, and a name near
-both is still refused; name frequencies come from HAPI's roster and follow it as it changes.
+both is still refused; name frequencies come from HAPI's roster and follow it as it changes; a member whose family
+name changed is found by her first name where she lives, while someone else there with her SSN is refused.
 
 Names carry letters made from a run id (names are compared as letters only), so rosters of earlier runs against the
 same HAPI never collide with this one.
@@ -23,7 +24,7 @@ import pytest
 from sidecar.config import Settings
 from sidecar.hapi.client import HapiClient
 from sidecar.matching.name_frequency import RosterNames
-from sidecar.matching.person import person_of
+from sidecar.matching.person import SSN_SYSTEM, person_of
 from sidecar.matching.scoring import DEFAULT_WEIGHTS, Scorer, load_nicknames
 from sidecar.metrics.registry import Metrics
 from tests.integration.test_member_match import (FHIR_JSON, matched_id, matcher, member_match, parameters,  # noqa: F401
@@ -177,3 +178,72 @@ def test_match_explain_prints_the_candidates_their_field_weights_and_why(hapi, p
     assert "member_id   other_subscription  -12.00" in done.stdout
     # The total depends on how rare the names are in the whole roster HAPI holds, which other tests share.
     assert re.search(rf"best: Patient/{people.ids['zoltar']}, total \d+\.\d\d < threshold 20", done.stdout)
+
+
+@dataclass
+class Home:
+    run: str
+    family: str
+    address: dict
+    ssns: dict[str, str]
+    ids: dict[str, str]
+
+    def request(self, given: str, family: str, ssn: str) -> dict:
+        """As another payer sends someone living here, without a birth date."""
+        return {"resourceType": "Patient", "id": "1", "name": [{"family": family, "given": [given]}],
+                "address": [self.address], "identifier": [{"system": SSN_SYSTEM, "value": ssn}]}
+
+
+def one_off(ssn: str) -> str:
+    return ssn[:-1] + str((int(ssn[-1]) + 1) % 10)
+
+
+@pytest.fixture(scope="module")
+def home(hapi) -> Home:
+    """One home this payer covers two people of: Madeline, the subscriber, and her daughter Anna (whose twin Ana is
+    not covered here), each with an SSN of her own."""
+    run = uuid.uuid4().hex[:8].upper()
+    family = "Satterley"  # nothing like the first names, which carry the run's letters
+    address = {"line": [f"{random.randint(1, 99)} Wagga Street"], "city": "Port Broughton",
+               "postalCode": f"{random.randint(10000, 99999)}"}
+    people = {"madeline": ("Ma" + letters(run), date(1975, 3, 4), "female", "self"),
+              "anna": ("Anna" + letters(run), date(2005, 5, 5), "female", "child")}
+    ssns = {key: f"{random.randint(100, 899)}{random.randint(100000, 999999)}" for key in people}
+    entries = []
+    for key, (given, born, gender, relationship) in people.items():
+        urn = f"urn:uuid:{uuid.uuid4()}"
+        entry = member(urn, given, family, born, gender)
+        entry["resource"]["address"] = [address]
+        entry["resource"]["identifier"] = [{"system": SSN_SYSTEM, "value": ssns[key]}]
+        entries += [entry, coverage(urn, f"{run}-HOME", relationship)]
+    locations = store(hapi.base_url, entries)
+    return Home(run, family, address, ssns, {key: locations[2 * i].split("/")[1] for i, key in enumerate(people)})
+
+
+async def test_a_member_whose_family_name_changed_is_found_by_her_first_name_where_she_lives(
+        anonymous, sidecar, home, matcher):  # noqa: F811
+    """No birth date, a new family name, her SSN one digit off: only the first name at her postal code finds her."""
+    _, headers = matcher
+    request = home.request("Ma" + letters(home.run), "Wexford", one_off(home.ssns["madeline"]))
+    status, answer = await member_match(anonymous, sidecar, headers, parameters(request))
+    assert status == 200, answer
+    assert matched_id(answer) == home.ids["madeline"]
+
+
+async def test_someone_else_at_that_address_with_the_members_ssn_and_no_birth_date_is_refused(
+        anonymous, sidecar, home, matcher):  # noqa: F811
+    """A son sent with his mother's SSN (as dependents often are), her family name and address: not his mother."""
+    _, headers = matcher
+    request = home.request("Kevin", home.family, home.ssns["madeline"])
+    status, answer = await member_match(anonymous, sidecar, headers, parameters(request))
+    assert status == 422 and answer["issue"][0]["code"] == "not-found", answer
+
+
+async def test_a_twin_this_payer_does_not_cover_is_not_found_by_her_sisters_address(
+        anonymous, sidecar, home, matcher):  # noqa: F811
+    """Ana, Anna's twin, with a new family name, no birth date and the next SSN: the address search needs her own
+    first name, which nobody here carries."""
+    _, headers = matcher
+    request = home.request("Ana" + letters(home.run), "Wexford", one_off(home.ssns["anna"]))
+    status, answer = await member_match(anonymous, sidecar, headers, parameters(request))
+    assert status == 422, answer

@@ -19,7 +19,8 @@ the independence that Fellegi–Sunter assumes:
   are copied from cards and papers, often the subscriber's (a child sent with the subscriber's SSN and no birth
   date is not the subscriber);
 - with no first name to compare, only numbers (SSN, member number) count as individual evidence (birth date and
-  gender are a twin's too);
+  gender are a twin's too); with neither a first name nor a birth date (both required by HRex's MemberPatient),
+  nothing does: an SSN, a family name and an address are what anyone holding a household's papers can send;
 - an SSN one off in its last digit is no individual evidence between people born the same day whose first names
   do not agree: twins were often given consecutive numbers;
 - generational suffixes that differ (Jr against Sr, II against III) say another generation of one family, whatever
@@ -220,6 +221,10 @@ def _individual_fields(levels: dict[str, str], request: Person, candidate: Perso
     """The fields whose weights make up the individual evidence."""
     # Without a first name to compare, birth date and gender are what twins share: only numbers tell them apart.
     fields = list(DEMOGRAPHIC_FIELDS) if "given" in levels else ["suffix"]
+    if "birth_date" not in levels and "given" not in levels:
+        # Neither a first name nor a birth date (both required by HRex's MemberPatient): an SSN with a family name
+        # and an address is what a thief of a household's papers holds, not who this person is.
+        return fields
     if levels.get("given") == "disagree" and levels.get("birth_date", "disagree") == "disagree":
         # Someone else, whatever numbers were copied onto their record; with no birth date to compare either, an
         # agreeing SSN is as likely a dependent's copy of the subscriber's as this person's own.

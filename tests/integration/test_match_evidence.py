@@ -247,3 +247,12 @@ async def test_a_twin_this_payer_does_not_cover_is_not_found_by_her_sisters_addr
     request = home.request("Ana" + letters(home.run), "Wexford", one_off(home.ssns["anna"]))
     status, answer = await member_match(anonymous, sidecar, headers, parameters(request))
     assert status == 422, answer
+
+
+async def test_an_ssn_with_neither_first_name_nor_birth_date_is_refused(anonymous, sidecar, home, matcher):  # noqa: F811
+    """The member's SSN, family name and address, as a household's papers give them, without who she is."""
+    _, headers = matcher
+    request = home.request("x", home.family, home.ssns["madeline"])
+    request["name"][0].pop("given")
+    status, answer = await member_match(anonymous, sidecar, headers, parameters(request))
+    assert status == 422, answer

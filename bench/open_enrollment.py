@@ -4,7 +4,8 @@ out of a large roster, on PostgreSQL-backed HAPI, at one or more sizes in one ru
 Servers, all started here and stopped at the end: a PostgreSQL cluster (`scripts/postgres`, `--pg-data-dir`,
 `--pg-port`) holding two fresh HAPI databases; payer A's HAPI and payer B's HAPI on them
 (`hapi-config/run-hapi` with `HAPI_DB_URL`); a sidecar for A per size (`.venv-product`, the package without
-extras, as in bench/export.py).
+extras, as in bench/export.py), its store a PostgreSQL database of its own in the same cluster (`--sidecar-store
+sqlite` for the SQLite one).
 
 For each size (`--roster N --match M`, several pairs give several sizes, run in order on the same servers):
 1. A's roster grows to N members, each with a history of 39 resources (Patient, Coverage, 6 Encounters of which 2
@@ -258,6 +259,7 @@ class Servers:
     jvm_a: psutil.Process
     jvm_b: psutil.Process
     python: str
+    sidecar_store: str  # "postgresql" (a database of its own per size) or "sqlite"
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     roster: int = 0
     patient_ids: dict[int, str] = field(default_factory=dict)
@@ -287,7 +289,11 @@ async def one_size(servers: Servers, roster: int, match: int, batch: int, quiet:
         print(f"HAPI's own Group $export of the {match} members (before the pull): {before[0]:.1f}s, "
               f"{before[1]} resources", flush=True)
 
-    sidecar, key = start_payer_a(s.hapi_a, npi_a, s.python)
+    store_db = f"sidecar_a_{s.run}_{roster}_{match}"
+    if s.sidecar_store == "postgresql":
+        s.pg.createdb(store_db)
+    store_url = f"postgresql://postgres@127.0.0.1:{s.pg.port}/{store_db}" if s.sidecar_store == "postgresql" else ""
+    sidecar, key = start_payer_a(s.hapi_a, npi_a, s.python, store_url)
     try:
         sidecar_process = psutil.Process(sidecar.process.pid)
         meter = CpuMeter({"sidecar A": lambda: [sidecar_process], "HAPI A": lambda: [s.jvm_a],
@@ -302,7 +308,7 @@ async def one_size(servers: Servers, roster: int, match: int, batch: int, quiet:
             after = await hapi_group_export(session, s.hapi_a, chosen_ids, batch)
         print(f"HAPI's own Group $export of the {match} members (after the pull): {after[0]:.1f}s, "
               f"{after[1]} resources", flush=True)
-        result["store_a_bytes"] = tree_size(sidecar.data_dir)
+        result["store_a_bytes"] = tree_size(sidecar.data_dir) + (s.pg.size(store_db) if store_url else 0)
     finally:
         sidecar.stop()
     result["store_b_bytes"] = tree_size(pulled.data_dir)
@@ -415,11 +421,11 @@ async def measure(args: argparse.Namespace, python: str) -> list[dict]:
             (hapi_a, jvm_a), (hapi_b, jvm_b) = (future.result() for future in starting)
         print(f"PostgreSQL {pg.data_dir} on port {pg.port}; HAPI A {hapi_a.base_url} ({db_a}), HAPI B "
               f"{hapi_b.base_url} ({db_b})", flush=True)
-        servers = Servers(pg, db_a, db_b, hapi_a.base_url, hapi_b.base_url, jvm_a, jvm_b, python)
+        servers = Servers(pg, db_a, db_b, hapi_a.base_url, hapi_b.base_url, jvm_a, jvm_b, python, args.sidecar_store)
         if args.warmup:
             # Uncounted: HAPI's first writes, searches and exports after a start run several times slower.
             print(f"--- warm-up (not counted): roster {args.warmup}, match {max(1, args.warmup // 4)} ---")
-            warm = Servers(pg, db_a, db_b, hapi_a.base_url, hapi_b.base_url, jvm_a, jvm_b, python)
+            warm = Servers(pg, db_a, db_b, hapi_a.base_url, hapi_b.base_url, jvm_a, jvm_b, python, args.sidecar_store)
             await one_size(warm, args.warmup, max(1, args.warmup // 4), args.batch, quiet=True)
         results = []
         for roster, match in zip(args.roster, args.match):
@@ -445,6 +451,8 @@ def main() -> None:
     parser.add_argument("--target-match", type=int, default=10_000)
     parser.add_argument("--pg-data-dir", default=str(Path(tempfile.gettempdir()) / "bench-open-enrollment-pg"))
     parser.add_argument("--pg-port", type=int, default=5440)
+    parser.add_argument("--sidecar-store", choices=["postgresql", "sqlite"], default="postgresql",
+                        help="A's sidecar store: a PostgreSQL database in the same server (default), or SQLite")
     parser.add_argument("--keep-postgres", action="store_true", help="leave the cluster running at the end")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()

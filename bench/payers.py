@@ -22,6 +22,7 @@ from sidecar.devstack import SidecarProcess
 from sidecar.store.clients import add_client
 from sidecar.store.exchanges import exchanges
 from sidecar.store.partners import DEFAULT_SCOPES, add_partner
+from sidecar.store.db import open_store
 from sidecar.store.sqlite import SqliteStore
 
 FHIR_JSON = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
@@ -92,12 +93,15 @@ def new_npi() -> str:
     return str(uuid.uuid4().int)[:10]
 
 
-def start_payer_a(hapi_a: str, npi_a: str, python: str = sys.executable) -> tuple[SidecarProcess, ClientKey]:
-    """A's sidecar, knowing itself by `npi_a`, with B registered as a partner client; B's key."""
+def start_payer_a(hapi_a: str, npi_a: str, python: str = sys.executable,
+                  store_url: str = "") -> tuple[SidecarProcess, ClientKey]:
+    """A's sidecar, knowing itself by `npi_a`, on the store `store_url` names (else SQLite in its data dir), with B
+    registered as a partner client; B's key."""
     sidecar = SidecarProcess(hapi_a, Path(tempfile.mkdtemp(prefix="bench-pull-a-")), python=python,
-                             extra_env={"SIDECAR_PAYER_IDENTIFIERS": f"{NPI}|{npi_a}"}).start()
+                             extra_env={"SIDECAR_PAYER_IDENTIFIERS": f"{NPI}|{npi_a}",
+                                        "SIDECAR_STORE_URL": store_url}).start()
     key = ClientKey.generate("ES384")
-    store_a = SqliteStore(sidecar.data_dir)
+    store_a = open_store(store_url, sidecar.data_dir)
     try:
         add_client(store_a, "payer-b", f"{NPI}|{NPI_B}", DEFAULT_SCOPES, jwks=key.public_jwks())
     finally:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from sidecar.devstack import REPO_ROOT, RUN_POSTGRES, HapiServer, free_port, run_hapi
+from sidecar.devstack import REPO_ROOT, HapiServer, free_port, run_hapi, run_postgres
 
 
 @dataclass
@@ -17,9 +16,7 @@ class LocalPostgres:
     port: int
 
     def _run(self, *args: str) -> str:
-        env = dict(os.environ, PG_DATA_DIR=str(self.data_dir), PG_PORT=str(self.port))
-        return subprocess.run([str(RUN_POSTGRES), *args], env=env, check=True, stdout=subprocess.PIPE,
-                              text=True).stdout.strip()
+        return run_postgres(self.data_dir, self.port, *args)
 
     def start(self) -> "LocalPostgres":
         self._run("start")

@@ -121,22 +121,26 @@ class PostgresServer:
         return f"{self.url.rsplit('/', 1)[0]}/{name}"
 
 
+def run_postgres(data_dir: Path | str, port: int, *args: str, check: bool = True) -> str:
+    """`scripts/postgres ARGS` for the cluster in `data_dir` on `port`; what it printed."""
+    env = dict(os.environ, PG_DATA_DIR=str(data_dir), PG_PORT=str(port))
+    return subprocess.run([str(RUN_POSTGRES), *args], env=env, check=check, stdout=subprocess.PIPE,
+                          text=True).stdout.strip()
+
+
 def obtain_postgres() -> PostgresServer:
     external = os.environ.get("SIDECAR_TEST_POSTGRES_URL")
     if external:
         return PostgresServer(external)
     # Under /tmp itself: started by root, the server runs as `postgres`, which must reach its data directory.
-    data_dir = tempfile.mkdtemp(prefix="pdex-postgres-")
-    env = dict(os.environ, PG_DATA_DIR=data_dir, PG_PORT=str(free_port()))
-    subprocess.run([str(RUN_POSTGRES), "start"], env=env, check=True)
-    url = subprocess.run([str(RUN_POSTGRES), "url"], env=env, check=True, stdout=subprocess.PIPE,
-                         text=True).stdout.strip()
+    data_dir, port = tempfile.mkdtemp(prefix="pdex-postgres-"), free_port()
+    run_postgres(data_dir, port, "start")
 
     def stop() -> None:
-        subprocess.run([str(RUN_POSTGRES), "stop"], env=env, check=False)
+        run_postgres(data_dir, port, "stop", check=False)
         shutil.rmtree(data_dir, ignore_errors=True)
 
-    return PostgresServer(url, stop)
+    return PostgresServer(run_postgres(data_dir, port, "url"), stop)
 
 
 def obtain_hapi(external_variable: str = "HAPI_BASE_URL") -> HapiServer:

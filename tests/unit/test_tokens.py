@@ -64,12 +64,17 @@ def test_garbage_is_refused_as_invalid(tmp_path, token):
         service(SqliteStore(tmp_path)).check(token)
 
 
+def issued_by(store: SqliteStore, issuer: str, audience: str) -> str:
+    """A token signed with the store's key ring by a service naming itself `issuer` and its API `audience`."""
+    other = TokenService(issuer, audience, 300, clock_skew=5)
+    other.use_keys(load_signing_keys(store))
+    return other.issue("client-a", "system/*.read")[0]
+
+
 def test_token_for_another_audience_is_refused(tmp_path):
     store = SqliteStore(tmp_path)
     mine = service(store)
-    theirs = TokenService("https://sidecar.example/auth", "https://other.example/fhir", 300, clock_skew=5)
-    theirs.use_keys(load_signing_keys(store))
-    token, _ = theirs.issue("client-a", "system/*.read")
+    token = issued_by(store, "https://sidecar.example/auth", "https://other.example/fhir")
     with pytest.raises(TokenInvalid):
         mine.check(token)
 
@@ -77,8 +82,6 @@ def test_token_for_another_audience_is_refused(tmp_path):
 def test_a_token_of_another_replica_sharing_the_store_is_accepted(tmp_path):
     store = SqliteStore(tmp_path)
     mine = service(store)
-    replica = TokenService("https://replica-b.example/auth", "https://replica-b.example/fhir", 300, clock_skew=5)
-    replica.use_keys(load_signing_keys(store))
-    token, _ = replica.issue("client-a", "system/*.read")
+    token = issued_by(store, "https://replica-b.example/auth", "https://replica-b.example/fhir")
     mine.accept_public_urls({"https://replica-b.example"})
     assert mine.check(token).client_id == "client-a"

@@ -11,6 +11,7 @@ from sidecar.devstack import HapiServer, SidecarProcess
 from sidecar.store import jobs
 from sidecar.store.sqlite import SqliteStore
 from sidecar.store.grants import Grant, add_grant
+from tests.names import letters
 
 LOGIN_SYSTEM = "urn:test:member-login"
 PARTNER_A = "Payer A Health"
@@ -72,7 +73,7 @@ async def former_member(hapi: HapiServer, sidecar: SidecarProcess) -> FormerMemb
     unique = uuid.uuid4().hex[:8]
     member_id = f"OLD-{unique}"
     patient = await fhir_post(hapi, {
-        "resourceType": "Patient", "name": [{"family": f"Leaver{unique}", "given": ["Grace"]}],
+        "resourceType": "Patient", "name": [{"family": f"Leaver{letters(unique)}", "given": ["Grace"]}],
         "birthDate": "1971-07-14", "gender": "female",
         "identifier": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
                                              "code": "MB"}]}, "system": "urn:test:old-payer", "value": member_id}],
@@ -87,7 +88,7 @@ async def former_member(hapi: HapiServer, sidecar: SidecarProcess) -> FormerMemb
     recipient = f"Organization/{organization['id']}"
     group = await fhir_post(hapi, {"resourceType": "Group", "type": "person", "actual": True,
                                    "member": [{"entity": {"reference": f"Patient/{patient['id']}"}}]})
-    stranger = await fhir_post(hapi, {"resourceType": "Patient", "name": [{"family": f"Stranger{unique}"}]})
+    stranger = await fhir_post(hapi, {"resourceType": "Patient", "name": [{"family": f"Stranger{letters(unique)}"}]})
     others = await fhir_post(hapi, {"resourceType": "Group", "type": "person", "actual": True,
                                     "member": [{"entity": {"reference": f"Patient/{stranger['id']}"}}]})
     store = SqliteStore(sidecar.data_dir)
@@ -102,5 +103,5 @@ async def former_member(hapi: HapiServer, sidecar: SidecarProcess) -> FormerMemb
             store.execute("UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?", [jobs.COMPLETE, job.created_at + 42, job.id])
     finally:
         store.close()
-    return FormerMember("Grace", f"Leaver{unique}", "1971-07-14", member_id, "62704", patient["id"],
+    return FormerMember("Grace", f"Leaver{letters(unique)}", "1971-07-14", member_id, "62704", patient["id"],
                         f"Consent/{consent['id']}")

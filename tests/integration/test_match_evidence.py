@@ -29,14 +29,11 @@ from sidecar.matching.scoring import DEFAULT_WEIGHTS, Scorer, load_nicknames
 from sidecar.metrics.registry import Metrics
 from tests.integration.test_member_match import (FHIR_JSON, matched_id, matcher, member_match, parameters,  # noqa: F401
                                                  patient, store)
+from tests.names import letters
 
 pytestmark = pytest.mark.hapi
 
 MB = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MB"}]}
-
-
-def letters(run: str) -> str:
-    return "".join("abcdefghijklmnop"[int(ch, 16)] for ch in run)
 
 
 @dataclass

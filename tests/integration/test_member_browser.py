@@ -26,6 +26,7 @@ from sidecar.store.partners import DEFAULT_SCOPES, add_partner
 from tests.conftest import THIS_PAYER
 from tests.integration.test_member_match import NPI
 from tests.member_stack import LOGIN_SYSTEM, PARTNER_A, RECIPIENT_NAME, fhir_post, former_member, new_member
+from tests.names import letters
 from tests.smart import register_client
 
 pytestmark = pytest.mark.hapi
@@ -118,13 +119,24 @@ class Pages:
     def press(self, label: str) -> None:
         """Press a button or link that loads a page, and wait until the old page is gone (a click returns before
         the navigation it starts)."""
-        from selenium.webdriver.support import expected_conditions
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.wait import WebDriverWait
 
-        page = self.driver.find_element("tag name", "html")
+        # A mark on the old page's window: a new document gets a new window object, without it. (Watching an
+        # element go stale instead fails now and then: Chrome answers "Node ... does not belong to the document"
+        # while the old page is torn down.)
+        self.driver.execute_script("window.leftBehind = true;")
         self.driver.find_element("xpath", f"//button[normalize-space()='{label}'] | //a[normalize-space()='{label}']"
                                  ).click()
-        WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(page))
+
+        def new_page_loaded(driver) -> bool:
+            try:
+                return driver.execute_script(
+                    "return window.leftBehind === undefined && document.readyState === 'complete';")
+            except WebDriverException:  # asked while the old document was going away
+                return False
+
+        WebDriverWait(self.driver, 20).until(new_page_loaded)
 
 
 def hapi_json(url: str) -> dict:
@@ -226,7 +238,7 @@ def test_a_member_who_opts_in_is_pulled_from_the_previous_payer_and_sees_data_re
     """End to end across two payers: the member opts in on payer B's page, B's `pull` asks payer A (this run's
     sidecar) for her, A matches her and exports, B ingests; B's page says data received and `report` on time."""
     run = uuid.uuid4().hex[:8]
-    demographics = {"name": [{"family": f"Optin{run}", "given": ["Rosa"]}], "birthDate": "1979-09-09",
+    demographics = {"name": [{"family": f"Optin{letters(run)}", "given": ["Rosa"]}], "birthDate": "1979-09-09",
                     "gender": "female"}
     at_a = asyncio.run(fhir_post(hapi, {"resourceType": "Patient", **demographics}))
     subject = {"reference": f"Patient/{at_a['id']}"}

@@ -29,6 +29,7 @@ from sidecar.store.partners import DEFAULT_SCOPES
 from tests.integration.test_bulk import SUD, call
 from tests.integration.test_profiles import PDEX_PROVENANCE as PDEX_2_2_PROVENANCE, assert_none, errors
 from tests.integration.test_member_match import NPI, THIS_PAYER, consent
+from tests.names import letters
 from tests.relay import FailingRelay
 from tests.smart import Registered, register_client
 
@@ -99,7 +100,7 @@ def last_progress(stderr: str) -> dict[str, int]:
 def payers(hapi, sidecar, peer_hapi, tmp_path_factory):
     run = uuid.uuid4().hex[:8]
     today = datetime.now(timezone.utc).date()
-    demographics = {"name": [{"family": f"Pull{run}", "given": ["Morgan"]}], "gender": "female",
+    demographics = {"name": [{"family": f"Pull{letters(run)}", "given": ["Morgan"]}], "gender": "female",
                     "birthDate": "1971-04-12"}
     card = f"A-{run}"
     # Payer A: the member, her data, and someone else's.
@@ -114,7 +115,7 @@ def payers(hapi, sidecar, peer_hapi, tmp_path_factory):
                            "recordedDate": today.isoformat()})
     create(hapi.base_url, {"resourceType": "Observation", "status": "final", "code": {"text": f"old {run}"},
                            "subject": subject, "effectiveDateTime": (today - timedelta(days=7 * 366)).isoformat()})
-    stranger = create(hapi.base_url, {"resourceType": "Patient", "name": [{"family": f"Other{run}"}]})
+    stranger = create(hapi.base_url, {"resourceType": "Patient", "name": [{"family": f"Other{letters(run)}"}]})
     create(hapi.base_url, {"resourceType": "Observation", "status": "final", "code": {"text": f"stranger {run}"},
                            "subject": {"reference": f"Patient/{stranger['id']}"},
                            "effectiveDateTime": today.isoformat()})

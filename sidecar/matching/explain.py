@@ -21,7 +21,7 @@ from sidecar.matching.matcher import Found, Matcher
 from sidecar.matching.name_frequency import RosterNames
 from sidecar.matching.operation import BadRequest, parse
 from sidecar.matching.person import Person, person_of
-from sidecar.matching.scoring import Score, Scorer, load_nicknames, load_weights, outranked_siblings, \
+from sidecar.matching.scoring import Scorer, load_nicknames, load_weights, outranked_siblings, \
     twin_named_nearly
 from sidecar.metrics.registry import Metrics
 
@@ -45,6 +45,8 @@ def reasons(found: Found, settings: Settings) -> list[str]:
     verdict, scored = found.verdict, list(found.scores.items())
     lines = [f"set aside: Patient/{key}, a sibling under the same subscription whose first name only nearly agrees"
              for key, _ in scored if (key, found.scores[key]) not in outranked_siblings(scored)]
+    lines += [f"set aside: Patient/{key}, whose SSN is one off the request's in its last digit under another first "
+              "name: the request is this person's twin" for key, score in scored if score.twin_number]
     if verdict.best is None:
         return [*lines, "no candidate was found"]
     key, best = verdict.best

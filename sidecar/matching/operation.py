@@ -7,7 +7,6 @@ honoured is refused the same way whether or not the person exists. After matchin
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone

@@ -22,7 +22,10 @@ the independence that Fellegi–Sunter assumes:
   gender are a twin's too); with neither a first name nor a birth date (both required by HRex's MemberPatient),
   nothing does: an SSN, a family name and an address are what anyone holding a household's papers can send;
 - an SSN one off in its last digit is no individual evidence between people born the same day whose first names
-  do not agree: twins were often given consecutive numbers;
+  do not agree: twins were often given consecutive numbers; and where the first name is not exactly the
+  candidate's while the birth date agrees or is not sent, it says the request is the candidate's twin, who is then
+  no candidate at all (`Score.twin_number`): a twin this payer does not cover, named nearly (Anna for Ana), would
+  otherwise be matched to her sister as a typo of her name;
 - generational suffixes that differ (Jr against Sr, II against III) say another generation of one family, whatever
   else agrees; one that agrees adds nothing (a father and son may both be recorded without one);
 - a changed surname costs little, so strong other evidence carries it, and a name typed in the other name's place
@@ -106,6 +109,8 @@ class Score:
     """the candidate's subscriber ids at this payer (who its siblings are)"""
     twin_key: tuple | None = None
     """birth date and family-name tokens: candidates sharing them, under other first names, may be twins"""
+    twin_number: bool = False
+    """the request carries an SSN one after or before this candidate's, under another first name: their twin's"""
 
 
 def _birth_date_level(a: date, b: date) -> str:
@@ -184,6 +189,13 @@ def _ssn_tells_nobody_apart(levels: dict[str, str], a: Person, b: Person, shared
     return b.ssn in shared or b.dependent or (levels["ssn"] == "one_digit" and levels.get("birth_date") == "exact"
                                and levels.get("given") not in GIVEN_AGREES
                                and (a.ssn or "")[:-1] == (b.ssn or "")[:-1])
+
+
+def _twin_number(levels: dict[str, str], request: Person, candidate: Person) -> bool:
+    """The request's SSN differs from the candidate's in its last digit only, its first name is not exactly the
+    candidate's, and its birth date is the candidate's or missing: a twin's consecutive number and name."""
+    return levels.get("ssn") == "one_digit" and levels.get("given") != "exact" \
+        and levels.get("birth_date", "exact") == "exact" and (request.ssn or "")[:-1] == (candidate.ssn or "")[:-1]
 
 
 def _names_alike(names: Iterable[str], others: Iterable[str]) -> bool:
@@ -319,7 +331,8 @@ class Scorer:
         individual = sum(contributions[f][1] for f in _individual_fields(levels, request, candidate, shared)
                          if f in contributions)
         twin_key = (candidate.birth_date, candidate.family_tokens) if candidate.birth_date else None
-        return Score(total, individual, contributions, candidate.subscriber_ids, twin_key)
+        return Score(total, individual, contributions, candidate.subscriber_ids, twin_key,
+                     _twin_number(levels, request, candidate))
 
     def _name_adjustment(self, field: str, level: str, request: Person) -> float:
         """The term-frequency adjustment of an agreeing name, from the request's name (so every candidate agreeing
@@ -369,7 +382,8 @@ def twin_named_nearly(best: Score, scored: list[tuple[str, Score]]) -> bool:
 
 def decide(scored: list[tuple[str, Score]], threshold: float, margin: float, individual_minimum: float) -> Verdict:
     """`scored`: (patient id, score) per candidate."""
-    ranked = sorted(outranked_siblings(scored), key=lambda item: item[1].total, reverse=True)
+    rivals = [(key, score) for key, score in outranked_siblings(scored) if not score.twin_number]
+    ranked = sorted(rivals, key=lambda item: item[1].total, reverse=True)
     best = ranked[0] if ranked else None
     runner_up = ranked[1] if len(ranked) > 1 else None
     if best is None or best[1].total < threshold or best[1].individual < individual_minimum:

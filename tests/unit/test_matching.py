@@ -11,6 +11,8 @@ from sidecar.config import ConfigError, Settings
 from sidecar.matching import throttle
 from sidecar.matching.candidates import birth_date_searches, name_searches
 from sidecar.matching.consent import ConsentTerms, evaluate
+from sidecar.matching.explain import reasons
+from sidecar.matching.matcher import Found
 from sidecar.matching.operation import BadRequest, member_identifier, parse
 from sidecar.matching.name_frequency import NameFrequencies
 from sidecar.matching.person import fold, member_id, person_of
@@ -287,6 +289,36 @@ def test_a_twin_whose_ssn_is_one_after_the_requested_twins_is_not_matched():
         score = SCORER.score(request, covered)
         assert score.contributions["ssn"][0] == "one_digit"
         assert decide([("liam", score)], *BARS).outcome == "not-found", given
+
+
+def ssn_of(value):
+    return [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": value}]
+
+
+@pytest.mark.parametrize("birth", ["2010-06-01", None])
+def test_a_twin_not_covered_here_named_nearly_with_her_consecutive_ssn_is_not_matched_to_her_sister(birth):
+    """Anna asked for, with her own SSN; only Ana, one number before her, is covered. Without the SSN rule Anna
+    would read as a typo of Ana."""
+    home = [{"line": ["4 Vine St"], "postalCode": "45402"}]
+    ana = person(["Ana"], "Lopez", "2010-06-01", "female", card="SUB", address=home, identifier=ssn_of("555001234"),
+                 at_payer=True)
+    anna = person(["Anna"], "Lopez", birth, "female", address=home, identifier=ssn_of("555001235"))
+    score = SCORER.score(anna, ana)
+    assert score.total >= BARS[0] and score.individual >= BARS[2], "on the scores alone, Ana"
+    assert decide([("ana", score)], *BARS).outcome == "not-found"
+
+
+def test_match_explain_says_the_twin_was_set_aside_for_her_number():
+    ana = person(["Ana"], "Lopez", "2010-06-01", "female", identifier=ssn_of("555001234"), at_payer=True)
+    scores = {"ana": SCORER.score(person(["Anna"], "Lopez", "2010-06-01", identifier=ssn_of("555001235")), ana)}
+    found = Found(decide(list(scores.items()), *BARS), {"ana": {}}, {}, scores)
+    assert reasons(found, Settings())[0].startswith("set aside: Patient/ana, whose SSN is one off the request's")
+
+
+def test_an_ssn_typo_in_its_last_digit_under_the_exact_first_name_still_matches():
+    covered = person(["Ana"], "Lopez", "2010-06-01", "female", identifier=ssn_of("555001234"), at_payer=True)
+    request = person(["Ana"], "Lopez", "2010-06-01", "female", identifier=ssn_of("555001235"))
+    assert decide([("ana", SCORER.score(request, covered))], *BARS).outcome == "match"
 
 
 def test_twins_who_both_carry_the_subscribers_ssn_are_told_apart_only_by_their_own_evidence():

@@ -6,7 +6,8 @@ is worth the individual minimum on its own.
 The default weights (`DEFAULT_WEIGHTS`, overridable field by field from a JSON file) are roughly the log2
 likelihood ratios of agreement levels measured on FEBRL4, bent to the product's stance where household data breaks
 the independence that Fellegi–Sunter assumes:
-- street, city and postal code are one field, since they agree together for everyone at one address;
+- street, city and postal code are one field, since they agree together for everyone at one address; a city
+  alone (another postal code, or none to compare) says little: a US city holds many namesakes born near a date;
 - a different first name weighs heavily against (twins, siblings), and so does a different birth date;
 - a card number or a shared SSN (dependents often carry the subscriber's) never carries a match alone, and an SSN
   that several of the payer's Patients carry, or that is on a dependent's record, is no individual evidence at all;
@@ -63,7 +64,7 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
               "similar": 3.0, "disagree": -8.0},
     "gender": {"agree": 1.0, "disagree": -5.0},
     "ssn": {"agree": 16.0, "one_digit": 10.0, "last_four": 8.0, "disagree": -6.0},
-    "address": {"street": 9.0, "locality": 5.0, "disagree": -2.0},
+    "address": {"street": 9.0, "locality": 5.0, "city": 2.0, "disagree": -2.0},
     "phone": {"agree": 8.0, "disagree": -1.0},
     "member_id": {"agree": 10.0, "subscriber": 10.0, "disagree": -2.0, "other_subscription": -12.0},
     "suffix": {"agree": 0.0, "disagree": -12.0},
@@ -136,15 +137,15 @@ def _family_level(a: Person, b: Person) -> str:
 
 def _address_level(a: Person, b: Person) -> str | None:
     """Street, city and postal code are one piece of evidence (where someone lives), not three: counted apart
-    they would triple what a household shares."""
-    locality = [x == y if k == "postal" else JaroWinkler.similarity(x, y) >= 0.92
-                for k, x, y in (("postal", a.postal, b.postal), ("city", a.city, b.city)) if x and y]
-    if not locality and not (a.address and b.address):
+    they would triple what a household shares. `locality`: the postal code agrees; `city`: only the city does."""
+    postal = a.postal == b.postal if a.postal and b.postal else None
+    city = JaroWinkler.similarity(a.city, b.city) >= 0.92 if a.city and b.city else None
+    if postal is None and city is None and not (a.address and b.address):
         return None
     street = bool(a.address and b.address) and JaroWinkler.similarity(a.address, b.address) >= 0.9
-    if street and (any(locality) or not locality):
+    if street and (postal or city or (postal is None and city is None)):
         return "street"
-    return "locality" if any(locality) else "disagree"
+    return "locality" if postal else "city" if city else "disagree"
 
 
 def _one_typo(a: str, b: str) -> bool:

@@ -267,6 +267,24 @@ def test_street_city_and_postal_code_count_once_as_one_address():
     assert level("address", person(["A"], "B", address=[moved]), person(["A"], "B", address=[home])) == "locality"
 
 
+def test_a_city_alone_is_weaker_evidence_than_a_postal_code():
+    home = {"line": ["12 Elm Street"], "city": "Dayton", "postalCode": "45402"}
+    across_town = {"line": ["9 Oak Road"], "city": "Dayton", "postalCode": "45440"}
+    request, candidate = person(["A"], "B", address=[across_town]), person(["A"], "B", address=[home])
+    assert SCORER.score(request, candidate).contributions["address"] == ("city", DEFAULT_WEIGHTS["address"]["city"])
+    assert DEFAULT_WEIGHTS["address"]["city"] < DEFAULT_WEIGHTS["address"]["locality"]
+
+
+def test_another_man_with_a_common_name_born_a_day_off_across_town_is_not_matched():
+    table = frequencies_of(*[("John", "Smith")] * 60, *[(f"G{n}", f"F{n % 700}") for n in range(3000)])  # 2 %
+    scorer = Scorer(DEFAULT_WEIGHTS, load_nicknames(), table)
+    covered = person(["John"], "Smith", "1980-04-12", "male", at_payer=True,
+                     address=[{"line": ["12 Elm Street"], "city": "Dayton", "postalCode": "45402"}])
+    other = person(["John"], "Smith", "1980-04-13", "male",
+                   address=[{"line": ["9 Oak Road"], "city": "Dayton", "postalCode": "45440"}])
+    assert decide([("john", scorer.score(other, covered))], *BARS).outcome == "not-found"
+
+
 def test_what_a_household_shares_never_carries_a_match_for_a_sibling():
     home = [{"line": ["12 Elm Street"], "city": "Dayton", "postalCode": "45402"}]
     phone = [{"system": "phone", "value": "937-555-0100"}]

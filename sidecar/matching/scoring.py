@@ -20,7 +20,8 @@ the independence that Fellegi–Sunter assumes:
   are copied from cards and papers, often the subscriber's (a child sent with the subscriber's SSN and no birth
   date is not the subscriber);
 - with no first name to compare, only numbers (SSN, member number) count as individual evidence (birth date and
-  gender are a twin's too); with neither a first name nor a birth date (both required by HRex's MemberPatient),
+  gender are a twin's too), and so with no birth date to compare (first name and gender are a Jr's, named after
+  his father at the same address, too); with neither a first name nor a birth date (both required by HRex's MemberPatient),
   nothing does: an SSN, a family name and an address are what anyone holding a household's papers can send;
 - an SSN one off in its last digit is no individual evidence between people born the same day whose first names
   do not agree: twins were often given consecutive numbers; and where the first name is not exactly the
@@ -232,8 +233,9 @@ def _card_level(request: Person, candidate: Person, someone_elses: bool) -> str:
 def _individual_fields(levels: dict[str, str], request: Person, candidate: Person,
                        shared: frozenset[str]) -> list[str]:
     """The fields whose weights make up the individual evidence."""
-    # Without a first name to compare, birth date and gender are what twins share: only numbers tell them apart.
-    fields = list(DEMOGRAPHIC_FIELDS) if "given" in levels else ["suffix"]
+    # Without a first name to compare, birth date and gender are what twins share; without a birth date, first name
+    # and gender are what a Jr shares with his father: only numbers tell them apart.
+    fields = list(DEMOGRAPHIC_FIELDS) if "given" in levels and "birth_date" in levels else ["suffix"]
     if "birth_date" not in levels and "given" not in levels:
         # Neither a first name nor a birth date (both required by HRex's MemberPatient): an SSN with a family name
         # and an address is what a thief of a household's papers holds, not who this person is.

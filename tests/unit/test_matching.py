@@ -545,6 +545,30 @@ def test_a_child_sent_with_the_subscribers_ssn_and_no_birth_date_is_not_the_subs
     assert decide([("mother", SCORER.score(herself, mother))], *BARS).outcome == "match"
 
 
+def junior_without_a_birth_date(ssn=None, fathers_card=False):
+    """(the father, covered here; his son John, named after him, as a request with no birth date)"""
+    home = [{"line": ["12 Oak Street"], "postalCode": "62704"}]
+    father = person(["John"], "Smith", "1970-03-04", "male", card="SUB", number="SUB-01", address=home,
+                    identifier=ssn_of("123456789"), at_payer=True)
+    junior = {"name": [{"family": "Smith", "given": ["John"]}], "gender": "male", "address": home,
+              **({"identifier": ssn_of(ssn)} if ssn else {})}
+    return father, person_of(junior, [{"identifier": [{"value": "SUB-01"}]}] if fathers_card else [], False)
+
+
+def test_a_son_named_after_his_father_sent_without_a_birth_date_is_not_the_father():
+    """First name, gender, family name and address are all the son's too: without a birth date, only numbers
+    tell them apart."""
+    father, junior = junior_without_a_birth_date()
+    assert decide([("father", SCORER.score(junior, father))], *BARS).outcome == "not-found"
+
+
+def test_his_own_ssn_outweighs_his_fathers_card_when_no_birth_date_is_sent():
+    father, junior = junior_without_a_birth_date(ssn="321654987", fathers_card=True)
+    score = SCORER.score_candidates(junior, {"father": father}, frozenset({"father"}))["father"]
+    assert score.contributions["member_id"][0] == "agree" and score.contributions["ssn"][0] == "disagree"
+    assert decide([("father", score)], *BARS).outcome == "not-found"
+
+
 def test_someone_with_a_twin_here_is_not_matched_on_a_first_name_that_only_nearly_agrees():
     """Anne is a near name of Anna's and none of Ana's: with Ana born the same day, Anna is not matched on it."""
     request = person(["Anne"], "Lopez", "2010-06-01", "female")

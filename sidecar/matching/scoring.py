@@ -29,7 +29,9 @@ the independence that Fellegi–Sunter assumes:
   no candidate at all (`Score.twin_number`): a twin this payer does not cover, named nearly (Anna for Ana), would
   otherwise be matched to her sister as a typo of her name;
 - generational suffixes that differ (Jr against Sr, II against III) say another generation of one family, whatever
-  else agrees; one that agrees adds nothing (a father and son may both be recorded without one);
+  else agrees; so does a suffix on one side only between people born a decade or more apart (John Smith Jr, asked
+  for with his father's SSN, against his father recorded without one); one that agrees adds nothing (a father and
+  son may both be recorded without one);
 - a changed surname costs little, so strong other evidence carries it, and a name typed in the other name's place
   (given for family, family for given, or both) agrees there;
 - a card this payer knows as someone else's (another Patient carries it, this candidate does not) is evidence
@@ -115,6 +117,20 @@ class Score:
     """the request carries an SSN one after or before this candidate's, under another first name: their twin's"""
 
 
+def _generations_apart(a: date, b: date) -> bool:
+    """Born a decade or more apart: another generation, whatever digits the dates share."""
+    return abs(a.year - b.year) >= 10
+
+
+def _suffix_level(request: Person, candidate: Person) -> str | None:
+    if request.generation and candidate.generation:
+        return "agree" if request.generation == candidate.generation else "disagree"
+    if (request.generation or candidate.generation) and request.birth_date and candidate.birth_date \
+            and _generations_apart(request.birth_date, candidate.birth_date):
+        return "disagree"  # one of them is the Jr (or Sr, II…) of a family naming across generations
+    return None
+
+
 def _birth_date_level(a: date, b: date) -> str:
     if a == b:
         return "exact"
@@ -122,8 +138,8 @@ def _birth_date_level(a: date, b: date) -> str:
         return "one_day"
     if a.year == b.year and a.month == b.day and a.day == b.month:
         return "transposed"
-    if abs(a.year - b.year) >= 10:
-        return "disagree"  # 1960 and 1980 differ in one digit, but a decade or more apart is another generation
+    if _generations_apart(a, b):
+        return "disagree"  # 1960 and 1980 differ in one digit, but that is another generation
     return "one_digit" if _one_typo(a.strftime("%Y%m%d"), b.strftime("%Y%m%d")) else "disagree"
 
 
@@ -316,8 +332,8 @@ class Scorer:
             if levels["given"] in _NAMES_DIFFER and request.family and \
                     _names_alike(_family_forms(request), _given_forms(candidate)):
                 levels["given"] = "swapped"
-        if request.generation and candidate.generation:
-            levels["suffix"] = "agree" if request.generation == candidate.generation else "disagree"
+        if suffix := _suffix_level(request, candidate):
+            levels["suffix"] = suffix
         if request.gender and candidate.gender:
             levels["gender"] = "agree" if request.gender == candidate.gender else "disagree"
         if request.phones and candidate.phones:

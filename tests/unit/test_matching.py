@@ -606,6 +606,29 @@ def test_a_different_generational_suffix_is_another_member_of_the_family(request
     assert decide([("son", score)], *BARS).outcome == "not-found"
 
 
+@pytest.mark.parametrize("requested, stored, requested_born, stored_born", [
+    ({"suffix": ["Jr"]}, {}, "1998-01-02", "1970-03-04"),   # the son asking, his father covered
+    ({}, {"suffix": ["Jr"]}, "1970-03-04", "1998-01-02"),   # the father asking, his son covered
+])
+def test_a_suffix_on_one_side_between_people_born_a_generation_apart_is_another_member_of_the_family(
+        requested, stored, requested_born, stored_born):
+    """Sent with the other's SSN, as a household's papers carry the subscriber's: only the suffix tells them apart."""
+    def with_ssn(name, born, at_payer):
+        return person_of({"name": [{"family": "Smith", "given": ["John"], **name}], "birthDate": born,
+                          "gender": "male", "address": [{"line": ["12 Oak St"], "postalCode": "62704"}],
+                          "identifier": ssn_of("123456789")}, [], at_payer)
+
+    score = SCORER.score(with_ssn(requested, requested_born, False), with_ssn(stored, stored_born, True))
+    assert score.contributions["suffix"] == ("disagree", -12.0)
+    assert decide([("other", score)], *BARS).outcome == "not-found"
+
+
+def test_a_suffix_on_one_side_only_between_people_born_the_same_year_says_nothing():
+    score = SCORER.score(smith({"suffix": ["Jr"]}, "1990-03-04", False), smith({}, "1990-03-05", True))
+    assert "suffix" not in score.contributions
+    assert decide([("him", score)], *BARS).outcome == "match"
+
+
 def test_the_same_suffix_however_spelled_agrees():
     score = SCORER.score(smith({"suffix": ["Junior"]}, "1990-03-04", False),
                          smith({"family": "Smith Jr"}, "1990-03-04", True))

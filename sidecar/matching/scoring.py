@@ -21,13 +21,13 @@ the independence that Fellegi–Sunter assumes:
   date is not the subscriber);
 - with no first name to compare, only numbers (SSN, member number) count as individual evidence (birth date and
   gender are a twin's too), and so with no birth date to compare (first name and gender are a Jr's, named after
-  his father at the same address, too); with neither a first name nor a birth date (both required by HRex's MemberPatient),
-  nothing does: an SSN, a family name and an address are what anyone holding a household's papers can send;
-- an SSN one off in its last digit is no individual evidence between people born the same day whose first names
-  do not agree: twins were often given consecutive numbers; and where the first name is not exactly the
-  candidate's while the birth date agrees or is not sent, it says the request is the candidate's twin, who is then
-  no candidate at all (`Score.twin_number`): a twin this payer does not cover, named nearly (Anna for Ana), would
-  otherwise be matched to her sister as a typo of her name;
+  his father at the same address, too); with neither a first name nor a birth date (both required by HRex's
+  MemberPatient), nothing does: an SSN, a family name and an address are what anyone holding a household's
+  papers can send;
+- an SSN one off in its last digit, under a first name that is not exactly the candidate's and the candidate's
+  birth date or none, says the request is the candidate's twin (twins were often given consecutive numbers), who
+  is then no candidate at all (`Score.twin_number`): a twin this payer does not cover, named nearly (Anna for
+  Ana), would otherwise be matched to her sister as a typo of her name;
 - generational suffixes that differ (Jr against Sr, II against III) say another generation of one family, whatever
   else agrees; so does a suffix on one side only between people born a decade or more apart (John Smith Jr, asked
   for with his father's SSN, against his father recorded without one); one that agrees adds nothing (a father and
@@ -196,17 +196,12 @@ def shared_ssns(people: Iterable[Person]) -> frozenset[str]:
 SSN_AGREES = frozenset({"agree", "one_digit", "last_four"})
 
 
-def _ssn_tells_nobody_apart(levels: dict[str, str], a: Person, b: Person, shared: frozenset[str]) -> bool:
+def _ssn_tells_nobody_apart(levels: dict[str, str], candidate: Person, shared: frozenset[str]) -> bool:
     """An SSN that agrees (or nearly) yet cannot tell this person from another in the household: one several of the
-    payer's Patients carry; one on a dependent's record, which may be the subscriber's even when the subscriber is
-    not covered here; or, between people born the same day whose first names do not agree, one off in its last
-    digit (twins were often given consecutive numbers; a twin's number, not a typo of this person's). It still
-    adds to the total; it cannot make up the individual evidence."""
-    if levels.get("ssn") not in SSN_AGREES:
-        return False
-    return b.ssn in shared or b.dependent or (levels["ssn"] == "one_digit" and levels.get("birth_date") == "exact"
-                               and levels.get("given") not in GIVEN_AGREES
-                               and (a.ssn or "")[:-1] == (b.ssn or "")[:-1])
+    payer's Patients carry, or one on a dependent's record, which may be the subscriber's even when the subscriber
+    is not covered here. It still adds to the total; it cannot make up the individual evidence. (A twin's
+    consecutive number is `_twin_number`'s: that candidate is set aside altogether.)"""
+    return levels.get("ssn") in SSN_AGREES and (candidate.ssn in shared or candidate.dependent)
 
 
 def _twin_number(levels: dict[str, str], request: Person, candidate: Person) -> bool:
@@ -260,7 +255,7 @@ def _individual_fields(levels: dict[str, str], request: Person, candidate: Perso
         # Someone else, whatever numbers were copied onto their record; with no birth date to compare either, an
         # agreeing SSN is as likely a dependent's copy of the subscriber's as this person's own.
         return fields
-    if not _ssn_tells_nobody_apart(levels, request, candidate, shared):
+    if not _ssn_tells_nobody_apart(levels, candidate, shared):
         fields.append("ssn")
     if levels.get("member_id") == "agree" and "disagree" not in (levels.get("given"), levels.get("birth_date")):
         fields.append("member_id")  # otherwise a relative's card: a twin's agrees on all the rest, a Jr's on the name

@@ -115,16 +115,16 @@ class CandidateSource:
         if ssns := ssn_values(request.ssn):
             searches.append(("Patient", [("identifier", ",".join(ssns))]))
 
-        async def card_block() -> tuple[list[list[dict]], dict[str, list[dict]]]:
+        async def card_block() -> tuple[list[list[dict]], frozenset[str], dict[str, list[dict]]]:
             found = await self._search_all(card_searches)
-            holders = set().union(*(_found_ids(t, results, {}) for (t, _), results in zip(card_searches, found)))
-            return found, await self.coverages(sorted(holders))
+            holders = frozenset().union(*(_found_ids(t, results, {}) for (t, _), results in zip(card_searches, found)))
+            return found, holders, await self.coverages(sorted(holders))
 
-        (card_results, holders_coverages), other_results = await asyncio.gather(card_block(),
-                                                                                self._search_all(searches))
+        (card_results, holders, holders_coverages), other_results = await asyncio.gather(card_block(),
+                                                                                         self._search_all(searches))
         patients: dict[str, dict] = {}
-        found_by = await self._gather(card_searches + searches, patients, card_results + other_results)
-        return FirstBlocks(patients, frozenset().union(*found_by[:len(card_searches)]), holders_coverages)
+        await self._gather(card_searches + searches, patients, card_results + other_results)
+        return FirstBlocks(patients, holders, holders_coverages)
 
     async def name_block(self, request: Person, known: dict[str, dict]) -> dict[str, dict]:
         """The name searches (`name_searches`): for birth dates mistyped beyond the variants. HAPI's string search

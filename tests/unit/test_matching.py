@@ -38,6 +38,10 @@ def person(given, family, birth="1980-04-12", gender=None, card=None, at_payer=F
     return person_of(patient, [coverage] if coverage else [], at_payer)
 
 
+def ssn_of(value):
+    return [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": value}]
+
+
 def level(field, request, candidate):
     return SCORER.score(request, candidate).contributions[field][0]
 
@@ -296,21 +300,13 @@ def test_what_a_household_shares_never_carries_a_match_for_a_sibling():
 
 def test_a_twin_whose_ssn_is_one_after_the_requested_twins_is_not_matched():
     home = [{"line": ["12 Elm Street"], "city": "Dayton", "postalCode": "45402"}]
-
-    def ssn(value):
-        return [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": value}]
-
-    covered = person(["Liam"], "Chen", "2005-05-05", "male", card="500", address=home, identifier=ssn("555001235"),
+    covered = person(["Liam"], "Chen", "2005-05-05", "male", card="500", address=home, identifier=ssn_of("555001235"),
                      at_payer=True)
     for given in (["Noah"], []):
-        request = person(given, "Chen", "2005-05-05", "male", card="500", address=home, identifier=ssn("555001234"))
+        request = person(given, "Chen", "2005-05-05", "male", card="500", address=home, identifier=ssn_of("555001234"))
         score = SCORER.score(request, covered)
         assert score.contributions["ssn"][0] == "one_digit"
         assert decide([("liam", score)], *BARS).outcome == "not-found", given
-
-
-def ssn_of(value):
-    return [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": value}]
 
 
 @pytest.mark.parametrize("birth", ["2010-06-01", None])
@@ -340,7 +336,7 @@ def test_an_ssn_typo_in_its_last_digit_under_the_exact_first_name_still_matches(
 
 
 def test_twins_who_both_carry_the_subscribers_ssn_are_told_apart_only_by_their_own_evidence():
-    ssn = [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123-45-6789"}]
+    ssn = ssn_of("123-45-6789")
     subscriber = person(["David"], "Chen", "1960-02-03", "male", card="500", identifier=ssn, at_payer=True)
     twin = person(["Liam"], "Chen", "2005-05-05", "male", card="500", identifier=ssn, at_payer=True)
     request = person(["Noah"], "Chen", "2005-05-05", "male", card="500", identifier=ssn)
@@ -395,7 +391,7 @@ def test_a_twin_carrying_the_other_twins_member_number_is_not_that_twin():
 
 
 def test_numbers_do_not_make_someone_with_another_first_name_and_birth_date_the_member():
-    ssn = [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123456789"}]
+    ssn = ssn_of("123456789")
     home = [{"line": ["12 Elm Street"], "city": "Dayton", "postalCode": "45402"}]
     david = person(["David"], "Chen", "1960-02-03", card="500", number="500-01", address=home, identifier=ssn,
                    at_payer=True)
@@ -406,7 +402,7 @@ def test_numbers_do_not_make_someone_with_another_first_name_and_birth_date_the_
 
 
 def test_an_ssn_on_a_dependents_record_may_be_the_subscribers_and_tells_no_twin_apart():
-    ssn = [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123-45-6789"}]
+    ssn = ssn_of("123-45-6789")
     request = person(["Noah"], "Chen", "2005-05-05", "male", identifier=ssn)
     as_child = person(["Liam"], "Chen", "2005-05-05", "male", card="500", relationship="child", identifier=ssn,
                       at_payer=True)
@@ -417,7 +413,7 @@ def test_an_ssn_on_a_dependents_record_may_be_the_subscribers_and_tells_no_twin_
 
 
 def test_a_dependent_carrying_the_subscribers_ssn_is_not_the_subscriber():
-    ssn = [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123-45-6789"}]
+    ssn = ssn_of("123-45-6789")
     subscriber = person(["David"], "Chen", "1960-02-03", card="500", identifier=ssn, at_payer=True)
     child = SCORER.score(person(["Lily"], "Chen", "1998-07-09", card="500", identifier=ssn), subscriber)
     assert decide([("david", child)], *BARS).outcome == "not-found"
@@ -534,7 +530,7 @@ def test_the_name_searches_look_for_the_first_name_where_the_request_lives():
 def test_a_child_sent_with_the_subscribers_ssn_and_no_birth_date_is_not_the_subscriber():
     """A dependent's request often carries the subscriber's SSN: with the first name disagreeing and no birth date
     to compare, the SSN is no individual evidence, however much the family name and address add."""
-    ssn = [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123456789"}]
+    ssn = ssn_of("123456789")
     home = [{"line": ["1 Elm St"], "postalCode": "62704"}]
     mother = person(["Mary"], "Jones", "1970-01-01", "female", identifier=ssn, address=home, at_payer=True)
     child = person_of({"name": [{"family": "Jones", "given": ["Kevin"]}], "identifier": ssn, "address": home}, [],
@@ -581,10 +577,10 @@ def test_a_stolen_ssn_and_address_under_another_name_without_a_birth_date_is_ref
     """Why issue 19's looser setting (threshold 10, individual minimum 6) was not adopted: it matched this. With no
     birth date and the first name disagreeing, the SSN is now no individual evidence, so not even that setting
     matches it."""
-    victim = person(["Mary"], "Jones", identifier=[{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123456789"}],
+    victim = person(["Mary"], "Jones", identifier=ssn_of("123456789"),
                     address=[{"line": ["1 Elm St"], "postalCode": "62704"}], at_payer=True)
     thief = person_of({"name": [{"family": "Brown", "given": ["Kevin"]}],
-                       "identifier": [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123456789"}],
+                       "identifier": ssn_of("123456789"),
                        "address": [{"line": ["1 Elm St"], "postalCode": "62704"}]}, [], False)
     assert decide([("victim", SCORER.score(thief, victim))], *BARS).outcome == "not-found"
     assert decide([("victim", SCORER.score(thief, victim))], 10, 6, 6).outcome == "not-found"

@@ -40,6 +40,7 @@ class LocalPostgres:
         postmaster = psutil.Process(int((self.data_dir / "postmaster.pid").read_text().split()[0]))
         return [postmaster, *postmaster.children()]
 
+
 def hapi_on_postgres(pg: LocalPostgres, database: str) -> tuple[HapiServer, psutil.Process]:
     """A HAPI (hapi-config's build) on a free port, storing into `database` (created if absent); its JVM."""
     pg.createdb(database)
